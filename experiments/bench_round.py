@@ -1,0 +1,82 @@
+"""Times one AL round's pieces under DeepAL's MNIST protocol.
+
+Prints the seconds for one training run (10000 labeled, 10 epochs of the
+DeepAL CNN, batch 64) and, per strategy, for one query of 1000 from the 30000
+unlabeled images of the 40000-image pool (predictions plus selection). Query
+figures are the median and best of --repeats runs after one that compiles.
+
+  JAL_DATA_DIR=../shared/datasets python experiments/bench_round.py
+"""
+
+import dataclasses
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from jal import acquisition
+from jal import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/mnist_deepal.py', 'Experiment config.')
+_STRATEGIES = flags.DEFINE_list(
+    'strategies', None, 'Strategies to time (default: all registered).')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repetitions per query.')
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  result = jax.block_until_ready(fn())
+  return time.perf_counter() - start, result
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), '
+        f'jax {jax.__version__}')
+  exp = loop.build(config, loop.load_dataset(config))
+  state = loop.init_state(exp)
+  labels = jnp.maximum(state.labels, 0)
+
+  def fit(num_epochs):
+    return exp.trainer.fit(jax.random.key(1), exp.init_variables(
+        jax.random.key(0)), exp.pool_images, labels, state.labeled_mask,
+                           num_epochs)
+
+  compile_seconds, _ = _timed(lambda: fit(1))
+  seconds, trained = _timed(lambda: fit(config.num_epochs))
+  accuracy = exp.trainer.accuracy(trained.variables, exp.test_images,
+                                  exp.test_labels)
+  loop_mode = 'in-jit' if exp.trainer.in_jit_loop else 'python'
+  print(f'train: {int(state.labeled_mask.sum())} labeled, '
+        f'{config.num_epochs} epochs, batch {config.batch_size}, {loop_mode} '
+        f'loop: {seconds:.2f} s (first epoch with compilation '
+        f'{compile_seconds:.2f} s; test accuracy {accuracy:.4f})')
+
+  unlabeled = int((~state.labeled_mask).sum())
+  print(f'query {config.query_size} of {unlabeled} unlabeled, seconds '
+        f'(median, best of {_REPEATS.value}):')
+  for name in _STRATEGIES.value or acquisition.names():
+    strategy = acquisition.get(name)
+    exp_s = dataclasses.replace(exp, strategy=strategy, select=loop.jitted_select(
+        strategy, config.strategy_kwargs if name == config.strategy else {}))
+
+    def query():
+      inputs = loop.predictions(exp_s, jax.random.key(2), trained.variables,
+                                state, strategy.needs)
+      return exp_s.select(jax.random.key(3), inputs, state.labeled_mask,
+                          config.query_size)
+
+    first, _ = _timed(query)
+    times = [_timed(query)[0] for _ in range(_REPEATS.value)]
+    print(f'  {name:26s} {statistics.median(times):7.3f}  {min(times):7.3f}'
+          f'   (first call {first:.2f})', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,41 @@
+"""Runs one active learning experiment and prints its learning curve.
+
+  python experiments/run.py --config=configs/default.py --workdir=/tmp/jal
+  python experiments/run.py --config=configs/mnist_deepal.py \
+      --config.strategy=margin --workdir=/tmp/jal_mnist
+
+Running again with the same --workdir resumes where the last run stopped.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from jal import loop
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/default.py', 'Experiment config file.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Experiment directory.',
+                               required=True)
+
+
+def _print_round(record: dict) -> None:
+  print(f"round {record['round']:3d}  labeled {record['num_labeled']:6d}  "
+        f"test accuracy {record['test_accuracy']:.4f}  "
+        f"(train {record['train_seconds']:.1f}s, "
+        f"query {record['query_seconds']:.2f}s)", flush=True)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  print(f'{config.strategy} on {config.dataset} with {config.model}; '
+        f'work directory {_WORKDIR.value}', flush=True)
+  summary = loop.run(config, _WORKDIR.value, on_round=_print_round)
+  print(f"AUBC {summary['aubc']:.4f}  final accuracy "
+        f"{summary['final_accuracy']:.4f}", flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,31 @@
+"""Acquisition strategies: the registry that maps a name to a `Strategy`.
+
+Each family lives in its own module and exports a `STRATEGIES` tuple; this
+module only gathers them. To add a family, write the module and list it in
+`_FAMILIES`.
+"""
+
+from jal import errors
+from jal.acquisition import uncertainty
+from jal.acquisition.base import (PREDICTIONS, Strategy, score_strategy,
+                                  top_k_unlabeled)
+
+_FAMILIES = (uncertainty.STRATEGIES,)
+
+REGISTRY: dict[str, Strategy] = {
+    s.name: s for family in _FAMILIES for s in family}
+
+
+def names() -> list[str]:
+  """Registered strategy names, sorted."""
+  return sorted(REGISTRY)
+
+
+def get(name: str) -> Strategy:
+  """The strategy registered as `name`; an error lists the valid names."""
+  try:
+    return REGISTRY[name]
+  except KeyError:
+    raise errors.UnknownNameError(
+        f'Unknown strategy {name!r}. Valid names: {", ".join(names())}.'
+    ) from None

@@ -1,0 +1,94 @@
+"""The experiment config: its fields, their defaults, and their checks.
+
+`default()` lists every field an experiment has; configs in `configs/` start
+from it and change a few. `validate` raises a `jal.errors.ConfigError` naming
+the field, its value and the allowed range, before data is loaded or a model
+trained.
+"""
+
+import math
+
+import ml_collections
+from ml_collections import config_dict
+
+from jal import acquisition
+from jal import errors
+from jal import models
+
+
+def default() -> ml_collections.ConfigDict:
+  """Entropy sampling with an MLP on digits: about a minute on 2 CPU cores."""
+  config = ml_collections.ConfigDict()
+  # Data.
+  config.dataset = 'digits'
+  config.data_dir = config_dict.placeholder(str)  # else $JAL_DATA_DIR
+  config.pool_size = config_dict.placeholder(int)  # first P training images
+  config.seed = 0
+  # Model and training.
+  config.model = 'mlp'
+  config.dropout_rate = 0.2
+  config.optimizer = 'adam'  # or 'sgd'
+  config.learning_rate = 1e-3
+  config.momentum = 0.9  # sgd only
+  config.weight_decay = 0.0
+  config.batch_size = 32
+  config.num_epochs = 30
+  config.augment = False  # random crop (padding 4) and horizontal flip
+  config.warm_start = False  # else a fresh model every round
+  config.train_loop = 'auto'  # 'python' | 'jit' | 'auto' (jit off CPU)
+  config.eval_chunk = 1000
+  # Acquisition.
+  config.strategy = 'entropy'
+  config.strategy_kwargs = ml_collections.ConfigDict()
+  config.mc_passes = 10
+  config.initial_size = 40
+  config.query_size = 40
+  config.num_rounds = 10
+  return config
+
+
+def _require(ok: bool, message: str) -> None:
+  if not ok:
+    raise errors.ConfigError(message)
+
+
+def _positive_int(config, field: str) -> None:
+  value = config[field]
+  _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+           f'config.{field} must be a positive integer, got {value!r}.')
+
+
+def validate(config) -> None:
+  """Checks fields that do not depend on the data."""
+  for field in ('initial_size', 'query_size', 'batch_size', 'num_epochs',
+                'mc_passes', 'eval_chunk'):
+    _positive_int(config, field)
+  _require(isinstance(config.num_rounds, int) and config.num_rounds >= 0,
+           f'config.num_rounds must be an integer >= 0, got '
+           f'{config.num_rounds!r}.')
+  _require(config.pool_size is None or (isinstance(config.pool_size, int) and
+                                        config.pool_size > 0),
+           'config.pool_size must be None (the whole training split) or a '
+           f'positive integer, got {config.pool_size!r}.')
+  _require(0.0 <= config.dropout_rate < 1.0,
+           f'config.dropout_rate must lie in [0, 1), got {config.dropout_rate}.')
+  _require(config.learning_rate > 0 and math.isfinite(config.learning_rate),
+           f'config.learning_rate must be positive, got {config.learning_rate}.')
+  _require(config.train_loop in ('auto', 'python', 'jit'),
+           "config.train_loop must be 'auto', 'python' or 'jit', got "
+           f'{config.train_loop!r}.')
+  if config.model not in models.NAMES:
+    raise errors.UnknownNameError(
+        f'config.model: unknown model {config.model!r}. Valid names: '
+        f'{", ".join(models.NAMES)}.')
+  acquisition.get(config.strategy)
+
+
+def validate_budget(config, pool_size: int) -> None:
+  """Checks that the labeling budget fits in a pool of `pool_size`."""
+  budget = config.initial_size + config.num_rounds * config.query_size
+  _require(budget <= pool_size,
+           f'config.initial_size + config.num_rounds * config.query_size = '
+           f'{config.initial_size} + {config.num_rounds} * {config.query_size}'
+           f' = {budget} exceeds the pool of {pool_size} examples. Lower '
+           'one of them or use a larger pool (config.pool_size).')

@@ -1,0 +1,44 @@
+"""Accuracy and the summaries of an accuracy–budget curve (DeepAL+ §3).
+
+Given rounds r = 0…R with n_r labeled examples and test accuracy a_r:
+
+- AUBC (area under the budget curve) is the trapezoid rule over n,
+  normalized by the budget range so that it lies in [0, 1]:
+      AUBC = Σ_{r=1..R} (n_r − n_{r−1}) (a_r + a_{r−1}) / 2  /  (n_R − n_0).
+  A curve with a single point has AUBC = a_0.
+- F-acc is the accuracy at the last round, a_R.
+"""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Fraction of argmax predictions equal to the labels; [N, C], [N] → []."""
+  return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def aubc(num_labeled, accuracies) -> float:
+  """Normalized area under the accuracy–budget curve (formula above).
+
+  Args:
+    num_labeled: [R+1] strictly increasing labeled-set sizes.
+    accuracies: [R+1] test accuracies in [0, 1].
+  """
+  n = np.asarray(num_labeled, np.float64)
+  a = np.asarray(accuracies, np.float64)
+  if n.shape != a.shape or n.ndim != 1 or n.size == 0:
+    raise ValueError('num_labeled and accuracies must be 1-D, non-empty and '
+                     f'of one length; got shapes {n.shape} and {a.shape}.')
+  if n.size == 1:
+    return float(a[0])
+  if np.any(np.diff(n) <= 0):
+    raise ValueError(f'num_labeled must increase strictly; got {n.tolist()}.')
+  area = np.sum(np.diff(n) * (a[1:] + a[:-1]) / 2.0)
+  return float(area / (n[-1] - n[0]))
+
+
+def final_accuracy(accuracies) -> float:
+  """F-acc: the accuracy of the last round."""
+  return float(np.asarray(accuracies)[-1])
