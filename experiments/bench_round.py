@@ -63,14 +63,19 @@ def main(argv):
         f'(median, best of {_REPEATS.value}):')
   for name in _STRATEGIES.value or acquisition.names():
     strategy = acquisition.get(name)
-    exp_s = dataclasses.replace(exp, strategy=strategy, select=loop.jitted_select(
-        strategy, config.strategy_kwargs if name == config.strategy else {}))
+    select, prepare = loop.jitted_select(
+        strategy, config.strategy_kwargs if name == config.strategy else {})
+    exp_s = dataclasses.replace(exp, strategy=strategy, select=select,
+                                prepare=prepare)
 
     def query():
       inputs = loop.predictions(exp_s, jax.random.key(2), trained.variables,
                                 state, strategy.needs)
-      return exp_s.select(jax.random.key(3), inputs, state.labeled_mask,
-                          config.query_size)
+      if prepare is not None:
+        inputs['pool_state'] = prepare(jax.random.key(4), inputs,
+                                       state.labeled_mask)
+      return select(jax.random.key(3), inputs, state.labeled_mask,
+                    config.query_size)
 
     first, _ = _timed(query)
     times = [_timed(query)[0] for _ in range(_REPEATS.value)]

@@ -50,6 +50,8 @@ class ALState(NamedTuple):
     labeled_mask: [N] bool over the pool.
     labels: [N] int32 revealed labels, -1 where unknown.
     key: PRNG key of the rounds; round r uses `fold_in(key, r)`.
+    pool_state: [N] int32 kept by the strategy's `prepare` (-1 before the
+      first query, and for strategies without one).
     variables: the last trained model's variables when warm-starting, else
       None.
   """
@@ -57,6 +59,7 @@ class ALState(NamedTuple):
   labeled_mask: jax.Array
   labels: jax.Array
   key: jax.Array
+  pool_state: jax.Array
   variables: Any = None
 
 
@@ -73,6 +76,7 @@ class Experiment:
   trainer: train.Trainer
   strategy: acquisition.Strategy
   select: Callable[..., jax.Array]
+  prepare: Callable[..., jax.Array] | None
   oracle: oracles.Oracle
 
   @property
@@ -104,24 +108,29 @@ def build(config: ml_collections.ConfigDict, dataset: data.Dataset,
                           augment=augment, in_jit_loop=in_jit_loop,
                           eval_chunk=config.eval_chunk)
   strategy = acquisition.get(config.strategy)
-  select = jitted_select(strategy, config.strategy_kwargs)
+  select, prepare = jitted_select(strategy, config.strategy_kwargs)
   return Experiment(
       config=config, dataset=dataset,
       pool_images=jnp.asarray(dataset.pool_images),
       test_images=jnp.asarray(dataset.test_images),
       test_labels=jnp.asarray(dataset.test_labels),
       graphdef=graphdef, init_variables=init_variables, trainer=trainer,
-      strategy=strategy, select=select,
+      strategy=strategy, select=select, prepare=prepare,
       oracle=oracle or oracles.simulated(dataset.pool_labels))
 
 
 def jitted_select(strategy: acquisition.Strategy, strategy_kwargs):
-  """`strategy.select` with its hyperparameters bound, jitted once."""
+  """`strategy.select` and `.prepare` with hyperparameters bound, jitted."""
   kwargs = dict(strategy_kwargs)
-  return jax.jit(
+  select = jax.jit(
       lambda key, inputs, mask, query_size: strategy.select(
           key, inputs, mask, query_size, **kwargs),
       static_argnums=3)
+  prepare = None
+  if strategy.prepare is not None:
+    prepare = jax.jit(lambda key, inputs, mask: strategy.prepare(
+        key, inputs, mask, **kwargs))
+  return select, prepare
 
 
 def init_state(exp: Experiment) -> ALState:
@@ -138,7 +147,8 @@ def init_state(exp: Experiment) -> ALState:
   variables = (exp.init_variables(warm_key) if exp.config.warm_start
                else None)
   return ALState(jnp.zeros((), jnp.int32), jnp.asarray(mask),
-                 jnp.asarray(labels), rounds_key, variables)
+                 jnp.asarray(labels), rounds_key,
+                 jnp.full(exp.pool_size, -1, jnp.int32), variables)
 
 
 def predictions(exp: Experiment, key: jax.Array, variables: models.Variables,
@@ -192,11 +202,16 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
 
   start = time.perf_counter()
   selected = np.zeros((0,), np.int32)
-  mask, labels = state.labeled_mask, state.labels
+  mask, labels, pool_state = state.labeled_mask, state.labels, state.pool_state
   if r < config.num_rounds:
     predict_key, select_key = jax.random.split(query_key)
     inputs = predictions(exp, predict_key, variables, state,
                          exp.strategy.needs)
+    if exp.prepare is not None:
+      if r == 0:
+        pool_state = exp.prepare(jax.random.fold_in(select_key, 1), inputs,
+                                 mask)
+      inputs['pool_state'] = pool_state
     selected = np.asarray(exp.select(select_key, inputs, mask,
                                      config.query_size))
     _check_selection(selected, np.asarray(mask), config)
@@ -207,7 +222,7 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
   record = dict(round=r, num_labeled=int(state.labeled_mask.sum()),
                 test_accuracy=test_accuracy, train_seconds=train_seconds,
                 query_seconds=query_seconds, selected=selected.tolist())
-  next_state = ALState(state.round + 1, mask, labels, state.key,
+  next_state = ALState(state.round + 1, mask, labels, state.key, pool_state,
                        variables if config.warm_start else None)
   return next_state, record
 

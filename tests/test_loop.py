@@ -1,5 +1,6 @@
 """The AL loop: records, determinism, compile-once rounds, crash and resume."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -7,9 +8,12 @@ import subprocess
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jal import acquisition
 from jal import errors
 from jal import loop
 
@@ -121,10 +125,8 @@ def test_warm_start_carries_the_model(tiny_config, blobs):
   first, _ = loop.round_step(exp, state)
   second, _ = loop.round_step(exp, first)
   assert first.variables is not None
-  a = np.concatenate([np.ravel(x) for x in
-                      __import__('jax').tree.leaves(first.variables)])
-  b = np.concatenate([np.ravel(x) for x in
-                      __import__('jax').tree.leaves(second.variables)])
+  a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(first.variables)])
+  b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(second.variables)])
   assert not np.array_equal(a, b)
 
 
@@ -154,3 +156,27 @@ def test_nan_in_data_is_refused(tiny_config, blobs):
   blobs.pool_images[3, 0, 0, 0] = np.nan
   with pytest.raises(errors.ConfigError, match='NaN'):
     loop.build(tiny_config, blobs)
+
+
+def test_prepare_runs_at_the_first_query_and_its_state_is_kept(tiny_config,
+                                                              blobs):
+  def prepare(key, inputs, labeled_mask):
+    del key, inputs
+    return jnp.cumsum(labeled_mask, dtype=jnp.int32)
+
+  def select(key, inputs, labeled_mask, query_size):
+    del key
+    return acquisition.top_k_unlabeled(
+        inputs['pool_state'].astype(jnp.float32), labeled_mask, query_size)
+
+  strategy = acquisition.Strategy('prepared', (), select, prepare)
+  exp = loop.build(tiny_config, blobs)
+  compiled_select, compiled_prepare = loop.jitted_select(strategy, {})
+  exp = dataclasses.replace(exp, strategy=strategy, select=compiled_select,
+                            prepare=compiled_prepare)
+  state = loop.init_state(exp)
+  expected = np.cumsum(np.asarray(state.labeled_mask))
+  for _ in range(tiny_config.num_rounds + 1):
+    state, record = loop.round_step(exp, state)
+  np.testing.assert_array_equal(state.pool_state, expected)
+  assert compiled_prepare._cache_size() == 1

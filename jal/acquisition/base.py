@@ -12,6 +12,9 @@ predictions named in `needs`:
   the strategy also needs embeddings.
 - `'embeddings'`: [N, D] float32, penultimate activations (eval mode).
 - `'labels'`: [N] int32, revealed labels, -1 where unknown.
+- `'pool_state'`: [N] int32 from the strategy's `prepare`, computed at the
+  first query and kept for the rest of the experiment (e.g. cluster ids of a
+  clustering done once); always present when the strategy has `prepare`.
 
 Score functions share one signature, `score(log_probs: [K, N, C]) -> [N]`
 (higher = more worth labeling), so each works on deterministic (K = 1) and on
@@ -24,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-PREDICTIONS = ('log_probs', 'mc_log_probs', 'embeddings', 'labels')
+PREDICTIONS = ('log_probs', 'mc_log_probs', 'embeddings', 'labels')  # needs
 
 
 class Strategy(NamedTuple):
@@ -35,10 +38,14 @@ class Strategy(NamedTuple):
     needs: keys of `inputs` that `select` reads (a subset of `PREDICTIONS`).
     select: `select(key, inputs, labeled_mask [N] bool, query_size, **kw)
       -> [query_size] int32`; jittable with `query_size` static.
+    prepare: optional `prepare(key, inputs, labeled_mask, **kw) -> [N] int32`,
+      run once at the first query; its result reaches every later `select`
+      as `inputs['pool_state']` and is checkpointed with the experiment.
   """
   name: str
   needs: tuple[str, ...]
   select: Callable[..., jax.Array]
+  prepare: Callable[..., jax.Array] | None = None
 
 
 def top_k_unlabeled(scores: jax.Array, labeled_mask: jax.Array,
