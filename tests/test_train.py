@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jal import data
 from jal import models
 from jal import train
 from tests.synthetic import make_blobs_dataset
@@ -95,3 +96,25 @@ def test_sgd_optimizer_and_unknown_name():
   assert train.make_optimizer('sgd', 0.01, 0.5) is not None
   with pytest.raises(ValueError, match='adam, sgd'):
     train.make_optimizer('lbfgs')
+
+
+def test_training_with_augmentation_runs_and_compiles_once():
+  dataset = make_blobs_dataset(num_pool=64, side=8)
+  graphdef, variables = models.init(jax.random.key(0), 'mlp', (8, 8, 1), 3,
+                                    dropout_rate=0.0)
+  trainer = train.Trainer(graphdef, train.make_optimizer('adam', 1e-2),
+                          batch_size=16, augment=data.random_crop_flip,
+                          in_jit_loop=False)
+  images = jnp.asarray(dataset.pool_images)
+  labels = jnp.asarray(dataset.pool_labels)
+  plain = train.Trainer(graphdef, train.make_optimizer('adam', 1e-2),
+                        batch_size=16, in_jit_loop=False)
+  for n in (20, 40):
+    mask = jnp.arange(64) < n
+    augmented = trainer.fit(jax.random.key(0), variables, images, labels,
+                            mask, 2)
+    reference = plain.fit(jax.random.key(0), variables, images, labels, mask,
+                          2)
+    assert not np.allclose(jax.tree.leaves(augmented.variables.params)[0],
+                           jax.tree.leaves(reference.variables.params)[0])
+  assert trainer.step._cache_size() == 1

@@ -48,9 +48,10 @@ def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0,
 
   Pool: the source's training split, cut to its first `pool_size` images.
   With the suffix `-imb` (e.g. `mnist-imb`), the pool is then subsampled to
-  class ratios 1:2:…:C: with `n` the count of the pool's most frequent
-  class, class `c` (0-based) keeps `round(n * (c + 1) / C)` images, halves
-  rounded up, or all it has if fewer, so class C-1 keeps all its images.
+  class ratios 1:2:…:C: class `c` (0-based) keeps `round(n * (c + 1) / C)`
+  images, halves rounded up, with `n` the largest top-class size every class
+  can supply (`preprocess.imbalanced_counts`); on a balanced pool class C-1
+  keeps all its images.
   Which images are kept is drawn from `seed`; the kept ones stay in pool
   order. The test set is never subsampled.
 
