@@ -5,12 +5,15 @@
       --config.strategy=margin --workdir=/tmp/jal_mnist
 
 Running again with the same --workdir resumes where the last run stopped.
+A bad config or missing data stops it with a one-line error (exit status 1)
+before any work.
 """
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from jal import errors
 from jal import loop
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -32,7 +35,10 @@ def main(argv):
   config = _CONFIG.value
   print(f'{config.strategy} on {config.dataset} with {config.model}; '
         f'work directory {_WORKDIR.value}', flush=True)
-  summary = loop.run(config, _WORKDIR.value, on_round=_print_round)
+  try:
+    summary = loop.run(config, _WORKDIR.value, on_round=_print_round)
+  except errors.JalError as e:
+    raise SystemExit(f'error: {e}') from None
   print(f"AUBC {summary['aubc']:.4f}  final accuracy "
         f"{summary['final_accuracy']:.4f}", flush=True)
 
