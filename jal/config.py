@@ -40,7 +40,16 @@ def default() -> ml_collections.ConfigDict:
   # Acquisition.
   config.strategy = 'entropy'
   config.strategy_kwargs = ml_collections.ConfigDict()
-  config.mc_passes = 10
+  config.mc_passes = 10  # K stochastic passes ('mc_dropout' and 'laplace')
+  # Source of the K stochastic predictions ('mc_log_probs') of every
+  # Bayesian strategy: 'mc_dropout' | 'ensemble' | 'laplace'.
+  config.uncertainty = 'mc_dropout'
+  config.ensemble_size = 5  # M members trained at once ('ensemble')
+  config.laplace_prior_precision = 1.0  # λ of the N(0, 1/λ) weight prior
+  config.laplace_structure = 'full'  # 'full' | 'diag' GGN precision
+  # > 0: that many initial labels per class (initial_size = this × C),
+  # drawn with the pool's labels, as in Gal et al. (2017); 0: uniform.
+  config.initial_per_class = 0
   config.initial_size = 40
   config.query_size = 40
   config.num_rounds = 10
@@ -74,6 +83,21 @@ def validate(config) -> None:
            f'config.dropout_rate must lie in [0, 1), got {config.dropout_rate}.')
   _require(config.learning_rate > 0 and math.isfinite(config.learning_rate),
            f'config.learning_rate must be positive, got {config.learning_rate}.')
+  _require(config.uncertainty in ('mc_dropout', 'ensemble', 'laplace'),
+           "config.uncertainty must be 'mc_dropout', 'ensemble' or "
+           f"'laplace', got {config.uncertainty!r}.")
+  _positive_int(config, 'ensemble_size')
+  _require(config.laplace_prior_precision > 0 and
+           math.isfinite(config.laplace_prior_precision),
+           'config.laplace_prior_precision must be positive, got '
+           f'{config.laplace_prior_precision}.')
+  _require(config.laplace_structure in ('full', 'diag'),
+           "config.laplace_structure must be 'full' or 'diag', got "
+           f'{config.laplace_structure!r}.')
+  _require(isinstance(config.initial_per_class, int) and
+           config.initial_per_class >= 0,
+           'config.initial_per_class must be an integer >= 0 (0: a uniformly '
+           f'random initial set), got {config.initial_per_class!r}.')
   _require(config.train_loop in ('auto', 'python', 'jit'),
            "config.train_loop must be 'auto', 'python' or 'jit', got "
            f'{config.train_loop!r}.')

@@ -29,6 +29,7 @@ from jal import acquisition
 from jal import checkpoint
 from jal import data
 from jal import errors
+from jal import laplace
 from jal import metrics
 from jal import models
 from jal import oracle as oracles
@@ -89,6 +90,16 @@ def build(config: ml_collections.ConfigDict, dataset: data.Dataset,
   """Puts the data on device and builds the jitted functions of a run."""
   config_lib.validate(config)
   config_lib.validate_budget(config, dataset.pool_labels.shape[0])
+  if config.initial_per_class:
+    counts = np.bincount(dataset.pool_labels, minlength=dataset.num_classes)
+    if (config.initial_per_class * dataset.num_classes != config.initial_size
+        or counts.min() < config.initial_per_class):
+      raise errors.ConfigError(
+          f'config.initial_per_class = {config.initial_per_class} needs '
+          f'config.initial_size = {config.initial_per_class} * '
+          f'{dataset.num_classes} classes and that many pool examples of '
+          f'every class (got initial_size {config.initial_size}, smallest '
+          f'class {counts.min()}); change one of them.')
   for name in ('pool_images', 'test_images'):
     if not np.all(np.isfinite(getattr(dataset, name))):
       raise errors.ConfigError(
@@ -97,9 +108,14 @@ def build(config: ml_collections.ConfigDict, dataset: data.Dataset,
   image_shape = dataset.pool_images.shape[1:]
   graphdef, _ = models.init(jax.random.key(0), config.model, image_shape,
                             dataset.num_classes, config.dropout_rate)
-  init_variables = jax.jit(lambda key: models.init(
+  init_variables = lambda key: models.init(
       key, config.model, image_shape, dataset.num_classes,
-      config.dropout_rate)[1])
+      config.dropout_rate)[1]
+  if config.uncertainty == 'ensemble':
+    init_one = init_variables
+    init_variables = lambda key: jax.vmap(init_one)(
+        jax.random.split(key, config.ensemble_size))
+  init_variables = jax.jit(init_variables)
   tx = train.make_optimizer(config.optimizer, config.learning_rate,
                             config.momentum, config.weight_decay)
   augment = data.random_crop_flip if config.augment else None
@@ -134,12 +150,20 @@ def jitted_select(strategy: acquisition.Strategy, strategy_kwargs):
 
 
 def init_state(exp: Experiment) -> ALState:
-  """A random initial labeled set of `config.initial_size`, labels revealed."""
+  """A random initial labeled set of `config.initial_size`, labels revealed.
+
+  With `config.initial_per_class` the set holds that many points of every
+  class, drawn with the dataset's pool labels (a simulation protocol).
+  """
   initial_key, warm_key, rounds_key = jax.random.split(
       jax.random.key(exp.config.seed), 3)
-  initial = np.asarray(jax.random.choice(
-      initial_key, exp.pool_size,
-      (exp.config.initial_size,), replace=False))
+  if exp.config.initial_per_class:
+    initial = _balanced_sample(initial_key, exp.dataset.pool_labels,
+                               exp.config.initial_per_class)
+  else:
+    initial = np.asarray(jax.random.choice(
+        initial_key, exp.pool_size,
+        (exp.config.initial_size,), replace=False))
   mask = np.zeros(exp.pool_size, bool)
   labels = np.full(exp.pool_size, -1, np.int32)
   mask[initial] = True
@@ -151,15 +175,32 @@ def init_state(exp: Experiment) -> ALState:
                  jnp.full(exp.pool_size, -1, jnp.int32), variables)
 
 
+def _balanced_sample(key: jax.Array, pool_labels: np.ndarray,
+                     per_class: int) -> np.ndarray:
+  """`per_class` random pool indices of every class (Gal et al. 2017)."""
+  noise = np.asarray(jax.random.uniform(key, pool_labels.shape))
+  return np.concatenate([
+      np.flatnonzero(pool_labels == c)[
+          np.argsort(noise[pool_labels == c])[:per_class]]
+      for c in np.unique(pool_labels)])
+
+
 def predictions(exp: Experiment, key: jax.Array, variables: models.Variables,
                 state: ALState, needs) -> dict[str, jax.Array]:
   """Computes only the predictions in `needs` (see `jal.acquisition.base`).
 
   Log-probabilities are computed for unlabeled points only, unless
-  embeddings are needed too, which cover the whole pool.
+  embeddings are needed too, which cover the whole pool. `mc_log_probs`
+  come from `config.uncertainty`: MC dropout, the ensemble's members, or
+  heads sampled from a last-layer Laplace posterior. With an ensemble,
+  `variables` are stacked and `log_probs` and `embeddings` are member 0's.
   """
+  config = exp.config
   inputs = {}
   unlabeled = ~state.labeled_mask
+  stacked = variables
+  if config.uncertainty == 'ensemble':
+    variables = uncertainty.member(stacked, 0)
   if 'embeddings' in needs:
     logits, inputs['embeddings'] = exp.trainer.predict(variables,
                                                        exp.pool_images)
@@ -168,10 +209,21 @@ def predictions(exp: Experiment, key: jax.Array, variables: models.Variables,
     logits, _ = exp.trainer.predict(variables, exp.pool_images, unlabeled)
     inputs['log_probs'] = jax.nn.log_softmax(logits)[None]
   if 'mc_log_probs' in needs:
-    inputs['mc_log_probs'] = uncertainty.mc_dropout_log_probs(
-        key, exp.graphdef, variables, exp.pool_images,
-        num_passes=exp.config.mc_passes, chunk_size=exp.config.eval_chunk,
-        include_mask=unlabeled)
+    if config.uncertainty == 'ensemble':
+      inputs['mc_log_probs'] = uncertainty.ensemble_log_probs(
+          exp.graphdef, stacked, exp.pool_images,
+          chunk_size=config.eval_chunk, include_mask=unlabeled)
+    elif config.uncertainty == 'laplace':
+      inputs['mc_log_probs'] = laplace.laplace_log_probs(
+          key, exp.graphdef, variables, exp.pool_images, state.labeled_mask,
+          num_samples=config.mc_passes,
+          prior_precision=config.laplace_prior_precision,
+          structure=config.laplace_structure, chunk_size=config.eval_chunk)
+    else:
+      inputs['mc_log_probs'] = uncertainty.mc_dropout_log_probs(
+          key, exp.graphdef, variables, exp.pool_images,
+          num_passes=config.mc_passes, chunk_size=config.eval_chunk,
+          include_mask=unlabeled)
   if 'labels' in needs:
     inputs['labels'] = state.labels
   return {name: inputs[name] for name in needs}
@@ -182,7 +234,7 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
 
   Returns:
     The next state and this round's record: round, num_labeled,
-    test_accuracy, train_seconds, query_seconds, selected (pool indices
+    test_accuracy (an ensemble's: of its mean prediction), train_seconds, query_seconds, selected (pool indices
     queried after testing, empty in the last round).
   """
   config = exp.config
@@ -192,12 +244,22 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
   start = time.perf_counter()
   variables = (state.variables if config.warm_start
                else exp.init_variables(init_key))
-  train_state = exp.trainer.fit(
-      train_key, variables, exp.pool_images, jnp.maximum(state.labels, 0),
-      state.labeled_mask, config.num_epochs)
-  variables = train_state.variables
-  test_accuracy = exp.trainer.accuracy(variables, exp.test_images,
-                                       exp.test_labels)
+  if config.uncertainty == 'ensemble':
+    train_state = exp.trainer.fit_ensemble(
+        train_key, variables, exp.pool_images, jnp.maximum(state.labels, 0),
+        state.labeled_mask, config.num_epochs)
+    variables = train_state.variables
+    member_log_probs = uncertainty.ensemble_log_probs(
+        exp.graphdef, variables, exp.test_images, chunk_size=config.eval_chunk)
+    test_accuracy = float(jnp.mean(jnp.argmax(
+        jnp.mean(jnp.exp(member_log_probs), 0), -1) == exp.test_labels))
+  else:
+    train_state = exp.trainer.fit(
+        train_key, variables, exp.pool_images, jnp.maximum(state.labels, 0),
+        state.labeled_mask, config.num_epochs)
+    variables = train_state.variables
+    test_accuracy = exp.trainer.accuracy(variables, exp.test_images,
+                                         exp.test_labels)
   train_seconds = time.perf_counter() - start
 
   start = time.perf_counter()

@@ -103,6 +103,15 @@ class Trainer:
     self.order = jax.jit(labeled_first_order)
     self.predict = jax.jit(self._predict)
     self.init_state = jax.jit(self._init_state)
+    # Ensembles: the same functions vmapped over stacked member states.
+    self.ensemble_step = jax.jit(jax.vmap(
+        self._step, in_axes=(0, 0, None, None, 0, None, None)))
+    self.ensemble_epochs = jax.jit(jax.vmap(
+        self._epochs, in_axes=(0, 0, None, None, None, None)))
+    self.ensemble_order = jax.jit(jax.vmap(labeled_first_order,
+                                           in_axes=(0, None)))
+    self.ensemble_init_state = jax.jit(jax.vmap(self._init_state))
+    self.fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
 
   def _init_state(self, variables: models.Variables) -> TrainState:
     return TrainState(variables, self.tx.init(variables.params),
@@ -182,6 +191,39 @@ class Trainer:
         state, _ = self.step(state, jax.random.fold_in(epoch_key, s + 1),
                              images, labels, order, s * self.batch_size,
                              num_labeled)
+    return state
+
+  def fit_ensemble(self, key: jax.Array, variables: models.Variables,
+                   images: jax.Array, labels: jax.Array,
+                   labeled_mask: jax.Array, num_epochs: int) -> TrainState:
+    """Trains M ensemble members at once, vmapped over stacked variables.
+
+    Member m is trained exactly as `fit(split(key, M)[m], member m, ...)`
+    would train it (own minibatch order, augmentation and dropout), but all
+    members advance together in each jitted call.
+
+    Args:
+      key: PRNG key, split into one per member.
+      variables: member variables stacked along a leading axis of length M.
+      images, labels, labeled_mask, num_epochs: as for `fit`.
+
+    Returns:
+      The members' `TrainState`s, stacked.
+    """
+    num_members = jax.tree.leaves(variables)[0].shape[0]
+    keys = jax.random.split(key, num_members)
+    state = self.ensemble_init_state(variables)
+    if self.in_jit_loop:
+      return self.ensemble_epochs(state, keys, images, labels, labeled_mask,
+                                  num_epochs)
+    num_labeled = int(jnp.sum(labeled_mask))
+    for e in range(num_epochs):
+      epoch_keys = self.fold_in(keys, e)
+      orders = self.ensemble_order(epoch_keys, labeled_mask)
+      for s in range(math.ceil(num_labeled / self.batch_size)):
+        state, _ = self.ensemble_step(state, self.fold_in(epoch_keys, s + 1),
+                                      images, labels, orders,
+                                      s * self.batch_size, num_labeled)
     return state
 
   def _predict(self, variables: models.Variables, images: jax.Array,

@@ -6,11 +6,23 @@ module only gathers them. To add a family, write the module and list it in
 """
 
 from jal import errors
+from jal.acquisition import badge
+from jal.acquisition import batchbald
+from jal.acquisition import bayesian
+from jal.acquisition import cluster_margin
+from jal.acquisition import coldstart
+from jal.acquisition import epig
+from jal.acquisition import kcenter
+from jal.acquisition import kmeans
+from jal.acquisition import stochastic
 from jal.acquisition import uncertainty
 from jal.acquisition.base import (PREDICTIONS, Strategy, score_strategy,
                                   top_k_unlabeled)
 
-_FAMILIES = (uncertainty.STRATEGIES,)
+_FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,
+             stochastic.STRATEGIES, epig.STRATEGIES,
+             kcenter.STRATEGIES, kmeans.STRATEGIES, badge.STRATEGIES,
+             cluster_margin.STRATEGIES, coldstart.STRATEGIES)
 
 REGISTRY: dict[str, Strategy] = {
     s.name: s for family in _FAMILIES for s in family}

@@ -1,0 +1,46 @@
+"""Runs a comparative study: datasets × strategies × seeds (× ablation axes).
+
+  python experiments/benchmark.py --config=configs/benchmark_digits.py \
+      --workdir=/tmp/bench_digits
+  python experiments/report.py /tmp/bench_digits
+
+Each cell is an experiment directory under --workdir. Running the same command
+again skips finished cells and resumes unfinished ones from their checkpoints.
+
+Cells of a grid compile the same programs (seeds and strategies differ in
+data, not in shapes), so XLA's persistent compilation cache, kept in
+WORKDIR/jax_cache unless --compilation_cache says otherwise, spares most of
+the recompilation (on a small CPU, most of a small cell's time).
+"""
+
+import os
+
+from absl import app
+from absl import flags
+import jax
+from ml_collections import config_flags
+
+from jal import study
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/benchmark_digits.py', 'Benchmark config file.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Benchmark directory.',
+                               required=True)
+_CACHE = flags.DEFINE_string(
+    'compilation_cache', None, 'Directory of the persistent XLA compilation '
+    "cache (default WORKDIR/jax_cache; 'none' turns it off).")
+
+
+def main(argv):
+  del argv
+  cache = _CACHE.value or os.path.join(_WORKDIR.value, 'jax_cache')
+  if cache != 'none':
+    jax.config.update('jax_compilation_cache_dir', cache)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  study.run_grid(_CONFIG.value, _WORKDIR.value,
+                 log=lambda line: print(line, flush=True))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,183 @@
+"""Vmapped trials equal `loop.run` seed for seed, and resume like it."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jal import acquisition
+from jal import config as config_lib
+from jal import errors
+from jal import loop
+from jal import trials
+
+SEEDS = (0, 1)
+
+
+def _records(workdir):
+  with open(os.path.join(workdir, loop.RESULTS)) as f:
+    return [json.loads(line) for line in f]
+
+
+def _assert_same_runs(vmapped_dirs, sequential_dirs):
+  for a, b in zip(vmapped_dirs, sequential_dirs):
+    ra, rb = _records(a), _records(b)
+    assert [r['round'] for r in ra] == [r['round'] for r in rb]
+    assert [r['num_labeled'] for r in ra] == [r['num_labeled'] for r in rb]
+    # The same points each round. Their order within a round follows the
+    # scores, which batched and unbatched matmuls may round differently.
+    assert ([sorted(r['selected']) for r in ra] ==
+            [sorted(r['selected']) for r in rb])
+    np.testing.assert_allclose([r['test_accuracy'] for r in ra],
+                               [r['test_accuracy'] for r in rb], atol=1e-6)
+    summaries = []
+    for workdir in (a, b):
+      with open(os.path.join(workdir, loop.SUMMARY)) as f:
+        summaries.append(json.load(f))
+    assert summaries[0]['config'] == summaries[1]['config']
+    assert summaries[0]['aubc'] == pytest.approx(summaries[1]['aubc'],
+                                                 abs=1e-6)
+
+
+def _config(strategy):
+  """Digits, MLP, 3 epochs, 20 + 3 × 10 labels, in-jit training."""
+  config = config_lib.default()
+  config.num_epochs = 3
+  config.initial_size = 20
+  config.query_size = 10
+  config.num_rounds = 3
+  config.strategy = strategy
+  config.train_loop = 'jit'
+  config.mc_passes = 3
+  return config
+
+
+@pytest.fixture(scope='module')
+def sequential(tmp_path_factory):
+  """sequential(strategy): work directories of `loop.run` for each seed."""
+  cache = {}
+
+  def runs(strategy):
+    if strategy not in cache:
+      root = tmp_path_factory.mktemp(f'sequential_{strategy}')
+      cache[strategy] = []
+      for seed in SEEDS:
+        config = _config(strategy)
+        config.seed = seed
+        cache[strategy].append(str(root / f'seed{seed}'))
+        loop.run(config, cache[strategy][-1])
+    return cache[strategy]
+
+  return runs
+
+
+# random: select keys; var_ratio: MC-dropout passes over the unlabeled rows
+# (predict keys, `include_mask` loops whose trip count differs per seed).
+@pytest.mark.parametrize('strategy', ['random', 'var_ratio'])
+def test_vmapped_trials_equal_sequential_runs(sequential, tmp_path, strategy):
+  vmapped = [str(tmp_path / f'vmap{s}') for s in SEEDS]
+  seen = []
+  summaries = trials.run(_config(strategy), SEEDS, vmapped,
+                         on_round=lambda s, r: seen.append((s, r['round'])))
+  assert seen == [(s, r) for r in range(4) for s in SEEDS]
+  assert [s['config']['seed'] for s in summaries] == list(SEEDS)
+  _assert_same_runs(vmapped, sequential(strategy))
+  first = [_records(d)[0]['selected'] for d in vmapped]
+  assert first[0] != first[1]  # the seeds are distinct trials
+
+
+@pytest.mark.parametrize('stop_after', [
+    (1, 1),  # every seed finished round 1: resumes vmapped
+    (1, 0),  # only seed 0 did: seeds differ, each resumes with loop.run
+])
+def test_interrupted_trials_resume_to_the_same_result(sequential, tmp_path,
+                                                      stop_after):
+  config = _config('random')
+  dirs = [str(tmp_path / f'vmap{s}') for s in SEEDS]
+  stop_round, stop_seed = stop_after
+
+  def interrupt(seed, record):
+    if record['round'] == stop_round and seed == stop_seed:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    trials.run(config, SEEDS, dirs, on_round=interrupt)
+  assert [len(_records(d)) for d in dirs] == (
+      [2, 2] if stop_seed == 1 else [2, 1])
+  resumed = []
+  trials.run(config, SEEDS, dirs,
+             on_round=lambda s, r: resumed.append((s, r['round'])))
+  assert sorted(resumed) == sorted(
+      [(0, 2), (0, 3), (1, 2), (1, 3)] + ([(1, 1)] if stop_seed == 0 else []))
+  _assert_same_runs(dirs, sequential('random'))
+
+
+def _host_select(key, inputs, labeled_mask, query_size):
+  del key
+  scores = np.asarray(inputs['log_probs']).sum(axis=(0, 2))  # host work
+  return acquisition.top_k_unlabeled(jnp.asarray(scores), labeled_mask,
+                                     query_size)
+
+
+def _greedy_select(key, inputs, labeled_mask, query_size):
+  del key, inputs
+
+  def pick(i, carry):  # a greedy loop, as batch strategies have
+    mask, chosen = carry
+    index = jnp.argmin(mask)
+    return mask.at[index].set(True), chosen.at[i].set(index)
+
+  return jax.lax.fori_loop(0, query_size, pick, (
+      labeled_mask, jnp.zeros(query_size, jnp.int32)))[1]
+
+
+def test_vmappable(tiny_config, monkeypatch):
+  for name in ('random', 'entropy', 'var_ratio'):
+    tiny_config.strategy = name
+    assert trials.vmappable(tiny_config)
+  tiny_config.warm_start = True
+  assert not trials.vmappable(tiny_config)
+  tiny_config.warm_start = False
+  entropy = acquisition.get('entropy')
+  registry = dict(acquisition.REGISTRY)
+  registry['host'] = acquisition.Strategy('host', ('log_probs',),
+                                          _host_select)
+  registry['prepared'] = entropy._replace(
+      name='prepared', prepare=lambda key, inputs, mask: mask.astype(int))
+  registry['greedy'] = acquisition.Strategy('greedy', (), _greedy_select)
+  monkeypatch.setattr(acquisition, 'REGISTRY', registry)
+  for name in ('host', 'prepared', 'greedy'):
+    tiny_config.strategy = name
+    assert not trials.vmappable(tiny_config)
+  tiny_config.train_loop = 'jit'
+  with pytest.raises(errors.ConfigError, match='cannot run its seeds'):
+    trials.run(tiny_config, SEEDS, ['a', 'b'])
+
+
+def test_python_training_loop_is_refused(tiny_config, tmp_path):
+  tiny_config.train_loop = 'python'
+  with pytest.raises(errors.ConfigError, match="train_loop='jit'"):
+    trials.run(tiny_config, SEEDS, [str(tmp_path / 'a'), str(tmp_path / 'b')])
+  assert not os.path.exists(tmp_path / 'a')
+
+
+def test_round_functions_compile_once(tiny_config):
+  tiny_config.train_loop = 'jit'
+  tiny_config.seed = 0
+  exp = loop.build(tiny_config, loop.load_dataset(tiny_config))
+  train_fn, query_fn = trials.make_round_fns(exp)
+  state = jax.tree.map(lambda x: jnp.stack([x, x]), loop.init_state(exp))
+  data = jax.tree.map(lambda x: jnp.stack([x, x]), dict(
+      pool_images=exp.pool_images, test_images=exp.test_images,
+      test_labels=exp.test_labels,
+      pool_labels=jnp.asarray(exp.dataset.pool_labels)))
+  for _ in range(3):
+    variables, accuracy = train_fn(data, state)
+    state, selected = query_fn(data, variables, state)
+  assert train_fn._cache_size() == 1 and query_fn._cache_size() == 1
+  assert accuracy.shape == (2,) and selected.shape == (2, 10)
+  np.testing.assert_array_equal(selected[0], selected[1])  # same seed twice
+  assert int(state.labeled_mask[0].sum()) == 20 + 3 * 10
