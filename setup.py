@@ -17,6 +17,7 @@ setuptools.setup(
         'absl-py',
         'ml_collections',
         'scikit-learn',
+        'scipy',
         'matplotlib',
     ],
     extras_require={

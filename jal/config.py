@@ -6,6 +6,7 @@ the field, its value and the allowed range, before data is loaded or a model
 trained.
 """
 
+import inspect
 import math
 
 import ml_collections
@@ -105,7 +106,13 @@ def validate(config) -> None:
     raise errors.UnknownNameError(
         f'config.model: unknown model {config.model!r}. Valid names: '
         f'{", ".join(models.NAMES)}.')
-  acquisition.get(config.strategy)
+  strategy = acquisition.get(config.strategy)
+  allowed = list(inspect.signature(strategy.select).parameters)[4:]
+  unknown = sorted(set(config.strategy_kwargs) - set(allowed))
+  _require(not unknown,
+           f'config.strategy_kwargs has {", ".join(unknown)}, which strategy '
+           f'{config.strategy!r} does not take; its hyperparameters are: '
+           f'{", ".join(allowed) or "none"}.')
 
 
 def validate_budget(config, pool_size: int) -> None:

@@ -234,8 +234,9 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
 
   Returns:
     The next state and this round's record: round, num_labeled,
-    test_accuracy (an ensemble's: of its mean prediction), train_seconds, query_seconds, selected (pool indices
-    queried after testing, empty in the last round).
+    test_accuracy (an ensemble's: of its mean prediction), train_seconds,
+    query_seconds, selected (pool indices queried after testing, empty in the
+    last round).
   """
   config = exp.config
   r = int(state.round)
@@ -276,7 +277,7 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
       inputs['pool_state'] = pool_state
     selected = np.asarray(exp.select(select_key, inputs, mask,
                                      config.query_size))
-    _check_selection(selected, np.asarray(mask), config)
+    check_selection(selected, np.asarray(mask), config)
     mask = mask.at[selected].set(True)
     labels = labels.at[selected].set(exp.oracle(selected))
   query_seconds = time.perf_counter() - start
@@ -289,8 +290,9 @@ def round_step(exp: Experiment, state: ALState) -> tuple[ALState, dict]:
   return next_state, record
 
 
-def _check_selection(selected: np.ndarray, labeled_mask: np.ndarray,
-                     config) -> None:
+def check_selection(selected: np.ndarray, labeled_mask: np.ndarray,
+                    config) -> None:
+  """Raises unless `selected` holds `query_size` distinct unlabeled indices."""
   if (selected.shape != (config.query_size,) or
       len(np.unique(selected)) != config.query_size or
       labeled_mask[selected].any()):
@@ -328,18 +330,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     CheckpointError: `workdir` belongs to an experiment with another config.
   """
   config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
-  config_json = config.to_json_best_effort(sort_keys=True, indent=2)
-  config_path = os.path.join(workdir, CONFIG)
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      if json.load(f) != json.loads(config_json):
-        raise errors.CheckpointError(
-            f'{workdir} holds an experiment with a different config '
-            f'({config_path}). Use a new --workdir, or delete that one to '
-            'start over.')
-  else:
-    checkpoint.atomic_write(config_path, config_json.encode())
+  config_json = open_workdir(config, workdir)
 
   exp = build(config, dataset if dataset is not None else load_dataset(config))
   state = init_state(exp)
@@ -352,13 +343,46 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   while int(state.round) <= config.num_rounds:
     state, record = round_step(exp, state)
     records.append(record)
-    checkpoint.save(checkpoint_path, state, records)
-    checkpoint.atomic_write(
-        os.path.join(workdir, RESULTS),
-        ''.join(json.dumps(r) + '\n' for r in records).encode())
+    save_round(workdir, state, records)
     if on_round is not None:
       on_round(record)
+  return write_summary(workdir, records, config_json)
 
+
+def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Creates `workdir` with `config.json`, or checks the one it holds.
+
+  Returns:
+    The config as JSON.
+
+  Raises:
+    CheckpointError: `workdir` belongs to an experiment with another config.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  config_json = config.to_json_best_effort(sort_keys=True, indent=2)
+  config_path = os.path.join(workdir, CONFIG)
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      if json.load(f) != json.loads(config_json):
+        raise errors.CheckpointError(
+            f'{workdir} holds an experiment with a different config '
+            f'({config_path}). Use a new work directory, or delete that one '
+            'to start over.')
+  else:
+    checkpoint.atomic_write(config_path, config_json.encode())
+  return config_json
+
+
+def save_round(workdir: str, state: ALState, records: list[dict]) -> None:
+  """Checkpoints the state after a round, then rewrites `results.jsonl`."""
+  checkpoint.save(os.path.join(workdir, CHECKPOINT), state, records)
+  checkpoint.atomic_write(
+      os.path.join(workdir, RESULTS),
+      ''.join(json.dumps(r) + '\n' for r in records).encode())
+
+
+def write_summary(workdir: str, records: list[dict], config_json: str) -> dict:
+  """Writes and returns `summary.json`: AUBC, final accuracy, config."""
   summary = summarize(records)
   summary['config'] = json.loads(config_json)
   checkpoint.atomic_write(os.path.join(workdir, SUMMARY),

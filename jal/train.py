@@ -98,7 +98,11 @@ class Trainer:
       in_jit_loop = jax.default_backend() != 'cpu'
     self.in_jit_loop = in_jit_loop
     self.eval_chunk = eval_chunk
-    self.step = jax.jit(self._step)
+    # Step s of an epoch: its key is derived inside jit, sparing a dispatch.
+    self.step = jax.jit(
+        lambda state, epoch_key, s, images, labels, order, num_labeled:
+        self._step(state, jax.random.fold_in(epoch_key, s + 1), images,
+                   labels, order, s * self.batch_size, num_labeled))
     self.epochs = jax.jit(self._epochs)
     self.order = jax.jit(labeled_first_order)
     self.predict = jax.jit(self._predict)
@@ -188,8 +192,7 @@ class Trainer:
       epoch_key = jax.random.fold_in(key, e)
       order = self.order(epoch_key, labeled_mask)
       for s in range(math.ceil(num_labeled / self.batch_size)):
-        state, _ = self.step(state, jax.random.fold_in(epoch_key, s + 1),
-                             images, labels, order, s * self.batch_size,
+        state, _ = self.step(state, epoch_key, s, images, labels, order,
                              num_labeled)
     return state
 

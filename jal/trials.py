@@ -161,23 +161,6 @@ def make_round_fns(exp: loop.Experiment):
   return jax.jit(jax.vmap(train_one)), jax.jit(jax.vmap(query_one))
 
 
-def _open_workdir(config, workdir: str) -> str:
-  """Writes or checks `config.json` as `loop.run` does; returns its JSON."""
-  os.makedirs(workdir, exist_ok=True)
-  config_json = config.to_json_best_effort(sort_keys=True, indent=2)
-  config_path = os.path.join(workdir, loop.CONFIG)
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      if json.load(f) != json.loads(config_json):
-        raise errors.CheckpointError(
-            f'{workdir} holds an experiment with a different config '
-            f'({config_path}). Use a new work directory, or delete that one '
-            'to start over.')
-  else:
-    checkpoint.atomic_write(config_path, config_json.encode())
-  return config_json
-
-
 def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
         workdirs: Sequence[str],
         on_round: Callable[[int, dict], None] | None = None) -> list[dict]:
@@ -213,7 +196,7 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
   configs = _seed_configs(config, seeds)
   for c in configs:
     config_lib.validate(c)
-  config_jsons = [_open_workdir(c, w) for c, w in zip(configs, workdirs)]
+  config_jsons = [loop.open_workdir(c, w) for c, w in zip(configs, workdirs)]
   datasets = [loop.load_dataset(c) for c in configs]
   shapes = {(d.pool_images.shape, d.test_images.shape) for d in datasets}
   exps = [loop.build(c, d) for c, d in zip(configs, datasets)]
@@ -264,39 +247,21 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
     accuracies = np.asarray(accuracies)
     for i, (seed, workdir) in enumerate(zip(seeds, workdirs)):
       if r < config.num_rounds:
-        _check_selection(selected[i], np.asarray(state.labeled_mask[i]),
+        loop.check_selection(selected[i], np.asarray(state.labeled_mask[i]),
                          config)
       record = dict(round=r, num_labeled=num_labeled,
                     test_accuracy=float(accuracies[i]),
                     train_seconds=train_seconds, query_seconds=query_seconds,
                     selected=selected[i].tolist())
       all_records[i].append(record)
-      checkpoint.save(os.path.join(workdir, loop.CHECKPOINT),
-                      jax.tree.map(lambda x, i=i: x[i], next_state),
+      loop.save_round(workdir, jax.tree.map(lambda x, i=i: x[i], next_state),
                       all_records[i])
-      checkpoint.atomic_write(
-          os.path.join(workdir, loop.RESULTS),
-          ''.join(json.dumps(r) + '\n' for r in all_records[i]).encode())
       if on_round is not None:
         on_round(seed, record)
     state = next_state
 
-  summaries = []
-  for records, workdir, config_json in zip(all_records, workdirs,
-                                           config_jsons):
-    summary = loop.summarize(records)
-    summary['config'] = json.loads(config_json)
-    checkpoint.atomic_write(os.path.join(workdir, loop.SUMMARY),
-                            json.dumps(summary, indent=2).encode())
-    summaries.append(summary)
-  return summaries
+  return [loop.write_summary(w, records, config_json)
+          for records, w, config_json in zip(all_records, workdirs,
+                                             config_jsons)]
 
 
-def _check_selection(selected: np.ndarray, labeled_mask: np.ndarray,
-                     config) -> None:
-  if (selected.shape != (config.query_size,) or
-      len(np.unique(selected)) != config.query_size or
-      labeled_mask[selected].any()):
-    raise RuntimeError(
-        f'Strategy {config.strategy!r} returned {selected.tolist()}, which '
-        f'is not {config.query_size} distinct unlabeled pool indices.')

@@ -143,6 +143,8 @@ def test_warm_start_carries_the_model(tiny_config, blobs):
     ('model', 'vgg', 'unknown model .vgg.. Valid names: mlp'),
     ('strategy', 'oracle', 'Unknown strategy .oracle.. Valid names:'),
     ('dataset', 'imagenet21k', 'imagenet21k'),
+    ('strategy_kwargs', {'beta': 2.0},
+     "has beta, which strategy 'entropy' does not take"),
 ])
 def test_bad_config_fails_before_any_work(tiny_config, tmp_path, field, value,
                                           message):
