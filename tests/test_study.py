@@ -73,11 +73,18 @@ def test_cells_without_axes_keep_the_base_values_and_paths_are_short():
 
 
 def test_per_strategy_hyperparameters_reach_only_that_strategy():
-  bench = _bench(strategy_kwargs={'entropy': {'beta': 2.0}})
+  bench = _bench(strategies=['random', 'power_entropy'],
+                 strategy_kwargs={'power_entropy': {'beta': 2.0}})
   configs = {c.strategy: study.cell_config(bench, c)
              for c in study.expand(bench)}
-  assert configs['entropy'].strategy_kwargs.to_dict() == {'beta': 2.0}
+  assert configs['power_entropy'].strategy_kwargs.to_dict() == {'beta': 2.0}
   assert configs['random'].strategy_kwargs.to_dict() == {}
+
+
+def test_hyperparameters_a_strategy_does_not_take_are_refused():
+  bench = _bench(strategy_kwargs={'entropy': {'beta': 2.0}})
+  with pytest.raises(errors.ConfigError, match="'entropy' does not take"):
+    [study.cell_config(bench, c) for c in study.expand(bench)]
 
 
 def test_all_means_every_strategy_registered_at_run_time(monkeypatch):
