@@ -12,31 +12,18 @@ strategies DeepAL+ also ablates where registered, e.g.
       --workdir=/tmp/ablation_cifar10
 """
 
-import ml_collections
+import os
 
 from jal import config as config_lib
 
 
 def get_config():
-  bench = ml_collections.ConfigDict()
-  base = config_lib.default()
-  base.dataset = 'cifar10'
-  base.model = 'resnet18'
-  base.dropout_rate = 0.3
-  base.optimizer = 'adam'
-  base.learning_rate = 1e-3
-  base.batch_size = 64
-  base.num_epochs = 30
-  base.augment = True
-  base.initial_size = 1000
-  base.query_size = 1000
-  base.num_rounds = 40
-  bench.base = base
+  bench = config_lib.from_file(
+      os.path.join(os.path.dirname(__file__), 'benchmark_cifar10.py'))
+  bench.base.num_rounds = 40
   bench.datasets = ['cifar10']
   bench.strategies = 'random,entropy'
-  bench.seeds = [0, 1, 2]
   bench.query_sizes = [1000, 2000, 4000, 10000]
   bench.epochs = [5, 10, 15, 20, 25, 30]
   bench.budget = 41000
-  bench.vmap_trials = True
   return bench

@@ -8,25 +8,14 @@ validation set; set --config.pool_size to change). Needs the IDX files: set
 JAL_DATA_DIR or --config.data_dir.
 """
 
+import os
+
 from jal import config as config_lib
 
 
 def get_config():
-  config = config_lib.default()
-  config.dataset = 'mnist'
-  config.pool_size = 20000
-  config.model = 'lenet'
-  config.dropout_rate = 0.5
-  config.optimizer = 'adam'
-  config.learning_rate = 1e-3
-  config.batch_size = 64
-  config.num_epochs = 200
+  config = config_lib.from_file(
+      os.path.join(os.path.dirname(__file__), 'mnist_bald.py'))
   config.strategy = 'batchbald'
   config.strategy_kwargs.num_samples = 100000
-  config.uncertainty = 'mc_dropout'
-  config.mc_passes = 10
-  config.initial_size = 20
-  config.initial_per_class = 2
-  config.query_size = 10
-  config.num_rounds = 30
   return config

@@ -1,21 +1,21 @@
 """DeepAL+'s MNIST setting (Zhan et al. 2022): ResNet-18 with a 7×7 stem.
 
-Adam (lr 1e-3), batch 64, 20 epochs; pool and budget as DeepAL's protocol.
-A GPU is advisable: ResNet-18 on 10000+ images is slow on a small CPU.
+Adam (lr 1e-3), dropout 0.3, 20 epochs; pool, batch and budget as DeepAL's
+protocol (`mnist_deepal.py`). A GPU is advisable: ResNet-18 on 10000+ images
+is slow on a small CPU.
 """
+
+import os
 
 from jal import config as config_lib
 
 
 def get_config():
-  config = config_lib.default()
-  config.dataset = 'mnist'
-  config.pool_size = 40000
+  config = config_lib.from_file(
+      os.path.join(os.path.dirname(__file__), 'mnist_deepal.py'))
   config.model = 'resnet18_imagenet_stem'
   config.dropout_rate = 0.3
-  config.batch_size = 64
+  config.optimizer = 'adam'
+  config.learning_rate = 1e-3
   config.num_epochs = 20
-  config.initial_size = 10000
-  config.query_size = 1000
-  config.num_rounds = 10
   return config

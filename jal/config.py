@@ -6,8 +6,10 @@ the field, its value and the allowed range, before data is loaded or a model
 trained.
 """
 
+import importlib.util
 import inspect
 import math
+import os
 
 import ml_collections
 from ml_collections import config_dict
@@ -55,6 +57,19 @@ def default() -> ml_collections.ConfigDict:
   config.query_size = 40
   config.num_rounds = 10
   return config
+
+
+def from_file(path: str) -> ml_collections.ConfigDict:
+  """The config that the file's `get_config()` returns.
+
+  Lets a config file build on another: `from_file(os.path.join(
+  os.path.dirname(__file__), 'mnist_deepal.py'))`.
+  """
+  spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def _require(ok: bool, message: str) -> None:

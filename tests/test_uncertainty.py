@@ -1,6 +1,5 @@
 """Stochastic predictions: MC dropout, ensembles, the sources in the loop."""
 
-import importlib.util
 import os
 
 import jax
@@ -8,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jal import config as config_lib
 from jal import loop
 from jal import models
 from jal import train
@@ -93,11 +93,7 @@ def test_map_sharded_pads_and_trims_any_size():
 
 
 def _mnist_config(name):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(REPO, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_lib.from_file(os.path.join(REPO, 'configs', f'{name}.py'))
 
 
 @pytest.mark.parametrize('name,uncertainty_source,model', [
