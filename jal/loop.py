@@ -124,6 +124,11 @@ def build(config: ml_collections.ConfigDict, dataset: data.Dataset,
                           augment=augment, in_jit_loop=in_jit_loop,
                           eval_chunk=config.eval_chunk)
   strategy = acquisition.get(config.strategy)
+  unknown = set(strategy.needs) - set(acquisition.PREDICTIONS)
+  if unknown:
+    raise errors.ConfigError(
+        f'Strategy {strategy.name!r} needs {sorted(unknown)}, which the loop '
+        f'does not compute; needs must be among {acquisition.PREDICTIONS}.')
   select, prepare = jitted_select(strategy, config.strategy_kwargs)
   return Experiment(
       config=config, dataset=dataset,

@@ -182,3 +182,12 @@ def test_prepare_runs_at_the_first_query_and_its_state_is_kept(tiny_config,
     state, record = loop.round_step(exp, state)
   np.testing.assert_array_equal(state.pool_state, expected)
   assert compiled_prepare._cache_size() == 1
+
+
+def test_strategy_needing_an_unknown_prediction_is_refused(tiny_config, blobs,
+                                                          monkeypatch):
+  registry = dict(acquisition.REGISTRY)
+  registry['entropy'] = registry['entropy']._replace(needs=('logprobs',))
+  monkeypatch.setattr(acquisition, 'REGISTRY', registry)
+  with pytest.raises(errors.ConfigError, match="needs \\['logprobs'\\]"):
+    loop.build(tiny_config, blobs)

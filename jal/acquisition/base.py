@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-PREDICTIONS = ('log_probs', 'mc_log_probs', 'embeddings', 'labels')  # needs
+PREDICTIONS = ('log_probs', 'mc_log_probs', 'embeddings', 'labels')
 
 
 class Strategy(NamedTuple):
