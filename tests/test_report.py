@@ -1,15 +1,26 @@
-"""The study report: its numbers against plain computations on synthetic runs."""
+"""The study report: its numbers against plain computations on synthetic runs.
 
+The statistics are checked as pure functions against numpy, scipy and hand
+computations; the report as a whole against the same on run directories.
+"""
+
+import dataclasses
 import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from jal import report
+from jal import study
+from jal import trials
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STRATEGIES = ('entropy', 'margin', 'random')
 SEEDS = (0, 1, 2)
@@ -17,7 +28,7 @@ SEEDS = (0, 1, 2)
 
 def _write_run(root, dataset, strategy, seed, accuracies, query_size=10,
                num_epochs=3, initial=20, finished=True, train_seconds=0.5,
-               query_seconds=0.1):
+               query_seconds=0.1, test_seconds=None):
   workdir = os.path.join(root, dataset, strategy, f'b{query_size}',
                          f'e{num_epochs}', f'seed{seed}')
   os.makedirs(workdir)
@@ -28,12 +39,14 @@ def _write_run(root, dataset, strategy, seed, accuracies, query_size=10,
   rounds = len(accuracies)
   with open(os.path.join(workdir, 'results.jsonl'), 'w') as f:
     for r, accuracy in enumerate(accuracies):
-      f.write(json.dumps(dict(
-          round=r, num_labeled=initial + r * query_size,
-          test_accuracy=float(accuracy),
-          train_seconds=train_seconds * (r + 1),
-          query_seconds=query_seconds if r < rounds - 1 else 0.0,
-          selected=[])) + '\n')
+      record = dict(round=r, num_labeled=initial + r * query_size,
+                    test_accuracy=float(accuracy),
+                    train_seconds=train_seconds * (r + 1),
+                    query_seconds=query_seconds if r < rounds - 1 else 0.0,
+                    selected=[])
+      if test_seconds is not None:  # records before test time had none
+        record['test_seconds'] = test_seconds * (r + 1)
+      f.write(json.dumps(record) + '\n')
   if finished:
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
       json.dump(dict(aubc=0.0), f)  # the report recomputes from records
@@ -133,8 +146,7 @@ def test_win_tie_loss_section_of_the_report(grid):
 
 def test_paired_test_equals_the_t_formula():
   def runs(values):
-    return [report.Run('d', 's', seed, 10, 3, (20, 30), (v, v), (0.0,) * 2,
-                       (0.0,) * 2, False) for seed, v in enumerate(values)]
+    return dict(enumerate(values))  # AUBC by seed
 
   ours, base = [0.82, 0.85, 0.81, 0.86], [0.80, 0.81, 0.80, 0.82]
   test = report.paired_test(runs(ours), runs(base))
@@ -173,7 +185,9 @@ def test_timing_table_and_figures(grid):
   rows = _table_rows(text, '## Time per round')
   # Train seconds are 0.5 × (r + 1) in rounds 0–4, query 0.1 in rounds
   # 0–3; round 0 (compilation) is left out: train (1 + 1.5 + 2 + 2.5) / 4.
-  assert rows[1][1:] == ['1.750', '0.100'] * 2
+  # These records predate the test time: '—'.
+  assert rows[0][1:4] == ['blobs train s', 'blobs test s', 'blobs query s']
+  assert rows[1][1:] == ['1.750', '—', '0.100'] * 2
   for dataset in ('blobs', 'digits'):
     path = os.path.join(root, f'curves_{dataset}.png')
     with open(path, 'rb') as f:
@@ -202,3 +216,113 @@ def test_ablation_axes_give_figures_and_per_setting_tasks(tmp_path):
 def test_empty_directory_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='No finished experiment'):
     report.write(str(tmp_path))
+
+
+def test_mean_std_over_seeds_matches_numpy():
+  rng = np.random.default_rng(3)
+  values = rng.uniform(size=5)
+  mean, std = report.mean_std(values)
+  assert mean == pytest.approx(np.mean(values))
+  assert std == pytest.approx(np.std(values, ddof=1))
+  curves = rng.uniform(size=(3, 4))  # [seeds, rounds]
+  mean, std = report.mean_std(curves)
+  np.testing.assert_allclose(mean, curves.mean(axis=0))
+  np.testing.assert_allclose(std, curves.std(axis=0, ddof=1))
+  assert report.mean_std([0.7]) == (0.7, 0.0)
+  mean, std = report.mean_std([[0.1, 0.2]])
+  np.testing.assert_allclose(mean, [0.1, 0.2])
+  np.testing.assert_array_equal(std, [0.0, 0.0])
+
+
+def test_best_keeps_every_tied_name():
+  assert report.best(dict(a=0.5, b=0.7, c=0.6)) == {'b'}
+  assert report.best(dict(a=0.7, b=0.7, c=0.6)) == {'a', 'b'}
+
+
+def test_ranking_breaks_ties_by_wins_then_name():
+  totals = dict(a=[1, 0, 0], b=[3, 0, 2], c=[1, 2, 0], d=[0, 0, 2])
+  # W − L: a 1, b 1, c 1, d −2; among the ones, b has most wins.
+  assert report.ranking(totals) == ['b', 'a', 'c', 'd']
+
+
+def test_paired_test_pairs_only_shared_seeds_and_handles_degenerate_cases():
+  ours = {0: 0.82, 1: 0.85, 2: 0.81, 5: 0.99}
+  base = {0: 0.80, 1: 0.81, 2: 0.80, 7: 0.10}
+  test = report.paired_test(ours, base)
+  expected = stats.ttest_rel([0.82, 0.85, 0.81], [0.80, 0.81, 0.80],
+                             alternative='greater')
+  assert test.num_seeds == 3
+  assert test.mean_difference == pytest.approx((0.02 + 0.04 + 0.01) / 3)
+  assert test.p_better == pytest.approx(expected.pvalue)
+  # Every difference 0.25: the sign is certain though t is undefined.
+  constant = report.paired_test({0: 0.75, 1: 0.5}, {0: 0.5, 1: 0.25})
+  assert (constant.p_better, constant.p_worse) == (0.0, 1.0)
+  assert constant.verdict == 'better'
+  equal = report.paired_test({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5})
+  assert (equal.p_better, equal.p_worse, equal.verdict) == (1.0, 1.0, 'n.s.')
+  none = report.paired_test({0: 0.5}, {1: 0.5})
+  assert none.num_seeds == 0 and np.isnan(none.mean_difference)
+  assert none.verdict == 'n/a'
+
+
+def test_steady_seconds_leaves_out_round_zero_and_the_last_query():
+  assert report.steady_seconds([9.0, 1.0, 2.0, 3.0]) == 2.0
+  assert report.steady_seconds([9.0, 1.0, 2.0, 0.0], skip_last=True) == 1.5
+  # Too few rounds to leave any out: round 0's time.
+  assert report.steady_seconds([9.0]) == 9.0
+  assert report.steady_seconds([9.0, 0.0], skip_last=True) == 9.0
+
+
+def test_timing_table_shows_test_seconds_where_recorded(tmp_path):
+  for strategy, test_seconds in (('entropy', 0.2), ('random', None)):
+    for seed in SEEDS:
+      _write_run(tmp_path, 'digits', strategy, seed, [0.5, 0.6, 0.7],
+                 test_seconds=test_seconds)
+  text = open(report.write(str(tmp_path))).read()
+  rows = {row[0]: row[1:] for row in _table_rows(text, '## Time per round')}
+  assert rows['strategy'] == ['digits train s', 'digits test s',
+                              'digits query s']
+  # Train seconds 0.5 × (r + 1), test 0.2 × (r + 1) in rounds 0–2; round 0
+  # is left out: train (1 + 1.5) / 2, test (0.4 + 0.6) / 2.
+  assert rows['entropy'] == ['1.250', '0.500', '0.100']
+  assert rows['random'] == ['1.250', '—', '0.100']
+
+
+def test_cells_come_from_grid_json_when_the_study_wrote_one(tmp_path):
+  cells = [study.Cell('digits', s, seed, 10, 3)
+           for s in ('random', 'entropy') for seed in (0, 1)]
+  for cell in cells[:3]:
+    workdir = _write_run(tmp_path, cell.dataset, cell.strategy, cell.seed,
+                         [0.5, 0.6, 0.7])
+    assert workdir == os.path.join(tmp_path, cell.path)
+  with open(os.path.join(workdir, trials.TRIALS), 'w') as f:
+    json.dump(dict(vmapped_seeds=[0, 1]), f)
+  # A cell of an older grid, no longer in grid.json: not reported.
+  _write_run(tmp_path, 'digits', 'margin', 0, [0.5, 0.6, 0.7])
+  with open(os.path.join(tmp_path, study.GRID), 'w') as f:
+    json.dump(dict(cells=[dataclasses.asdict(c) | dict(path=c.path)
+                          for c in cells]), f)
+  found, unfinished = report.load_runs(str(tmp_path))
+  assert [r.cell for r in found] == cells[:3]
+  assert unfinished == [cells[3].path]  # in the grid, not run yet
+  assert [r.vmapped for r in found] == [False, False, True]
+  text = open(report.write(str(tmp_path))).read()
+  assert '| margin |' not in text
+  rows = {row[0]: row[1:] for row in _table_rows(text, '## Time per round')}
+  assert rows['entropy'][0].endswith('†') and '†' not in rows['random'][0]
+
+
+def test_import_and_write_leave_the_pyplot_backend_alone(grid):
+  root, _ = grid
+  code = ('import sys, matplotlib\n'
+          'before = matplotlib.get_backend()\n'
+          'from jal import report\n'
+          'imported = matplotlib.get_backend()\n'
+          'report.write(sys.argv[1])\n'
+          'print(before, imported, matplotlib.get_backend(),\n'
+          '      "matplotlib.pyplot" in sys.modules)\n')
+  result = subprocess.run(
+      [sys.executable, '-c', code, str(root)], cwd=REPO, check=True,
+      capture_output=True, text=True, env=dict(os.environ, MPLBACKEND='svg'))
+  assert result.stdout.split() == ['svg', 'svg', 'svg', 'False']
+  assert os.path.getsize(os.path.join(root, 'curves_blobs.png')) > 1000

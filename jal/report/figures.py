@@ -1,0 +1,130 @@
+"""The figures of a study report, drawn with matplotlib's object-oriented API.
+
+Each function returns a `matplotlib.figure.Figure`, which `fig.savefig`
+writes as PNG through a canvas chosen by the file type. Nothing here uses
+pyplot or selects a backend, so importing `jal.report` and writing a report
+leave the process's pyplot backend (e.g. a notebook's inline one) alone.
+
+- `curves`: accuracy–budget curves, mean ± std band over seeds, AUBC in the
+  legend (DeepAL+ Figure 2).
+- `ablation`: AUBC against query size and against training epochs (DeepAL+
+  Figure 3).
+- `ablation_curves`: a grid of accuracy–budget curves, one panel per
+  (epochs, query size) setting (DeepAL+ Figure 4).
+"""
+
+import itertools
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+
+import matplotlib
+from matplotlib import axes as mpl_axes
+from matplotlib import figure as mpl_figure
+
+from jal.report import runs
+from jal.report import stats
+
+ByStrategy = Mapping[str, Sequence[runs.Run]]
+# The ablation axes by their index in a task: (label, short name).
+_AXES = {1: ('query size', 'b'), 2: ('training epochs', 'e')}
+_STYLES = ('-', '--', ':', '-.')
+
+
+def _colors(names: Iterable[str]) -> dict[str, tuple]:
+  names = sorted(names)
+  cmap = matplotlib.colormaps['tab20' if len(names) > 10 else 'tab10']
+  return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def _draw_curves(ax: mpl_axes.Axes, by_strategy: ByStrategy) -> None:
+  colors = _colors(by_strategy)
+  for name, found in sorted(by_strategy.items()):
+    mean, std = stats.mean_std([r.accuracies for r in found])
+    aubc_mean, aubc_std = stats.mean_std([r.aubc for r in found])
+    num_labeled = found[0].num_labeled
+    ax.plot(num_labeled, mean, color=colors[name], lw=1.4,
+            label=f'{name} ({aubc_mean:.4f} ± {aubc_std:.4f})')
+    ax.fill_between(num_labeled, mean - std, mean + std, color=colors[name],
+                    alpha=0.15)
+  ax.set_xlabel('labeled examples')
+  ax.set_ylabel('test accuracy')
+  ax.grid(alpha=0.3)
+
+
+def curves(by_strategy: ByStrategy, title: str) -> mpl_figure.Figure:
+  """One task's accuracy–budget curves, one per strategy."""
+  fig = mpl_figure.Figure(figsize=(8, 5.5), dpi=110, layout='tight')
+  ax = fig.subplots()
+  _draw_curves(ax, by_strategy)
+  ax.set_title(title)
+  ax.legend(fontsize=7, ncol=2 if len(by_strategy) > 10 else 1,
+            title='strategy (AUBC mean ± std)', title_fontsize=7)
+  return fig
+
+
+def _tasks(dataset: str, grouped: runs.Grouped) -> list[runs.Task]:
+  return [task for task in grouped if task[0] == dataset]
+
+
+def ablation(dataset: str, grouped: runs.Grouped) -> mpl_figure.Figure:
+  """A dataset's AUBC against each axis that varies, mean ± std over seeds.
+
+  Args:
+    dataset: the dataset whose tasks are drawn.
+    grouped: grouped[task][strategy] = runs, as `runs.group`.
+
+  Returns:
+    One panel per varying axis, with one line per strategy and value of the
+    other axis.
+  """
+  tasks = _tasks(dataset, grouped)
+  varying = [p for p in _AXES if len({t[p] for t in tasks}) > 1]
+  fig = mpl_figure.Figure(figsize=(6 * len(varying), 4.5), dpi=110,
+                          layout='tight')
+  strategies = sorted({s for t in tasks for s in grouped[t]})
+  colors = _colors(strategies)
+  panels = fig.subplots(1, len(varying), squeeze=False)[0]
+  for ax, position in zip(panels, varying):
+    label = _AXES[position][0]
+    other = 3 - position
+    fixed_values = sorted({t[other] for t in tasks})
+    for name in strategies:
+      for style, fixed in zip(itertools.cycle(_STYLES), fixed_values):
+        line = sorted((t for t in tasks if t[other] == fixed and
+                       name in grouped[t]), key=operator.itemgetter(position))
+        if not line:
+          continue
+        aubc = [stats.mean_std([r.aubc for r in grouped[t][name]])
+                for t in line]
+        ax.errorbar([t[position] for t in line], [m for m, _ in aubc],
+                    yerr=[s for _, s in aubc], color=colors[name], capsize=3,
+                    ls=style, marker='o', ms=3,
+                    label=name + (f' {_AXES[other][1]}={fixed}'
+                                  if len(fixed_values) > 1 else ''))
+    ax.set_xlabel(label)
+    ax.set_ylabel('AUBC')
+    ax.set_title(f'{dataset}: AUBC against {label}')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  return fig
+
+
+def ablation_curves(dataset: str,
+                    grouped: runs.Grouped) -> mpl_figure.Figure:
+  """A dataset's curves, epochs down and query sizes across (Figure 4)."""
+  tasks = _tasks(dataset, grouped)
+  sizes = sorted({t[1] for t in tasks})
+  epochs = sorted({t[2] for t in tasks})
+  fig = mpl_figure.Figure(figsize=(3.6 * len(sizes), 2.8 * len(epochs)),
+                          dpi=100, layout='tight')
+  panels = fig.subplots(len(epochs), len(sizes), squeeze=False)
+  for i, e in enumerate(epochs):
+    for j, b in enumerate(sizes):
+      ax = panels[i][j]
+      if (dataset, b, e) in grouped:
+        _draw_curves(ax, grouped[(dataset, b, e)])
+        ax.set_title(f'b={b}, e={e}')
+        ax.legend(fontsize=5)
+      else:
+        ax.set_axis_off()
+  return fig
