@@ -28,7 +28,7 @@ def get_config():
   base.batch_size = 64
   base.num_epochs = 30
   base.augment = True
-  base.mc_passes = 10
+  base.posterior_samples = 10
   base.initial_size = 1000
   base.query_size = 1000
   base.num_rounds = 10

@@ -31,7 +31,7 @@ def get_config():
   bench.budget = 0  # 0: base.num_rounds rounds
   # BatchBALD's default of 1e5 sampled configurations takes minutes per
   # round on a small CPU; 1000 keeps it in seconds.
-  bench.strategy_kwargs = {'batchbald': {'num_samples': 1000}}
+  base.hparams.batchbald.num_samples = 1000
   bench.vmap_trials = True
   # On a CPU, MC-dropout passes vmapped over seeds ran slower than seed by
   # seed (experiments/bench_trials.py); deterministic ones ran faster.

@@ -25,8 +25,8 @@ def get_config():
   config.batch_size = 64
   config.num_epochs = 200
   config.strategy = 'bald'
-  config.uncertainty = 'mc_dropout'
-  config.mc_passes = 10
+  config.posterior = 'mc_dropout'
+  config.posterior_samples = 10
   config.initial_size = 20
   config.initial_per_class = 2
   config.query_size = 10

@@ -17,5 +17,5 @@ def get_config():
   config = config_lib.from_file(
       os.path.join(os.path.dirname(__file__), 'mnist_bald.py'))
   config.strategy = 'batchbald'
-  config.strategy_kwargs.num_samples = 100000
+  config.hparams.batchbald.num_samples = 100000
   return config

@@ -8,18 +8,18 @@ figures are the median and best of --repeats runs after one that compiles.
   JAL_DATA_DIR=../shared/datasets python experiments/bench_round.py
 """
 
-import dataclasses
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
+import ml_collections
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from jal import acquisition
 from jal import loop
+from jal import oracle as oracles
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/mnist_deepal.py', 'Experiment config.')
@@ -44,23 +44,18 @@ def main(argv):
   config = _CONFIG.value
   print(f'backend {jax.default_backend()}, {jax.device_count()} device(s), '
         f'jax {jax.__version__}')
-  exp = loop.build(config, loop.load_dataset(config))
-  state = loop.init_state(exp)
-  labels = jnp.maximum(state.labels, 0)
+  dataset = loop.load_dataset(config)
+  exp, data = loop.setup(config, dataset)
+  state = loop.init_state(exp, data, oracles.simulated(dataset.pool_labels))
+  fns = loop.RoundFns(exp)
 
-  def fit(num_epochs):
-    return exp.trainer.fit(jax.random.key(1), exp.init_variables(
-        jax.random.key(0)), exp.pool_images, labels, state.labeled_mask,
-                           num_epochs)
-
-  compile_seconds, _ = _timed(lambda: fit(1))
-  seconds, trained = _timed(lambda: fit(config.num_epochs))
-  accuracy = exp.trainer.accuracy(trained.variables, exp.test_images,
-                                  exp.test_labels)
+  compile_seconds, _ = _timed(lambda: fns.train(data, state))
+  seconds, trained = _timed(lambda: fns.train(data, state))
+  accuracy = float(fns.test(data, trained))
   loop_mode = 'in-jit' if exp.trainer.in_jit_loop else 'python'
   print(f'train: {int(state.labeled_mask.sum())} labeled, '
         f'{config.num_epochs} epochs, batch {config.batch_size}, {loop_mode} '
-        f'loop: {seconds:.2f} s (first epoch with compilation '
+        f'loop: {seconds:.2f} s (first run with compilation '
         f'{compile_seconds:.2f} s; test accuracy {accuracy:.4f})')
 
   unlabeled = int((~state.labeled_mask).sum())
@@ -68,23 +63,13 @@ def main(argv):
         f'(median, best of {_REPEATS.value}):')
   for name in _STRATEGIES.value or [n for n in acquisition.names()
                                     if n not in _SKIP.value]:
-    strategy = acquisition.get(name)
-    select, prepare = loop.jitted_select(
-        strategy, config.strategy_kwargs if name == config.strategy else {})
-    exp_s = dataclasses.replace(exp, strategy=strategy, select=select,
-                                prepare=prepare)
-
-    def query():
-      inputs = loop.predictions(exp_s, jax.random.key(2), trained.variables,
-                                state, strategy.needs)
-      if prepare is not None:
-        inputs['pool_state'] = prepare(jax.random.key(4), inputs,
-                                       state.labeled_mask)
-      return select(jax.random.key(3), inputs, state.labeled_mask,
-                    config.query_size)
-
-    first, _ = _timed(query)
-    times = [_timed(query)[0] for _ in range(_REPEATS.value)]
+    strategy_config = ml_collections.ConfigDict(config.to_dict())
+    strategy_config.strategy = name
+    strategy_exp, _ = loop.setup(strategy_config, dataset)
+    query = loop.RoundFns(strategy_exp).query
+    first, _ = _timed(lambda: query(data, trained, state))
+    times = [_timed(lambda: query(data, trained, state))[0]
+             for _ in range(_REPEATS.value)]
     print(f'  {name:26s} {statistics.median(times):7.3f}  {min(times):7.3f}'
           f'   (first call {first:.2f})', flush=True)
 

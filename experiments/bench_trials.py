@@ -38,7 +38,7 @@ def _records(workdir):
 
 
 def _steady(workdirs):
-  return sum(r['train_seconds'] + r['query_seconds']
+  return sum(r['train_seconds'] + r['test_seconds'] + r['query_seconds']
              for w in workdirs for r in _records(w)[1:])
 
 

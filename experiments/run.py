@@ -4,14 +4,12 @@
   python experiments/run.py --config=configs/mnist_deepal.py \
       --config.strategy=margin --workdir=/tmp/jal_mnist
   python experiments/run.py --config.strategy=power_bald \
-      --strategy_kwargs='{"beta": 2.0}' --workdir=/tmp/jal_power
+      --config.hparams.power_bald.beta=2.0 --workdir=/tmp/jal_power
 
 Running again with the same --workdir resumes where the last run stopped.
 A bad config or missing data stops it with a one-line error (exit status 1)
 before any work.
 """
-
-import json
 
 from absl import app
 from absl import flags
@@ -25,33 +23,19 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Experiment directory.',
                                required=True)
-_STRATEGY_KWARGS = flags.DEFINE_string(
-    'strategy_kwargs', None,
-    'Strategy hyperparameters as a JSON object, e.g. \'{"beta": 2.0}\'; '
-    'added to config.strategy_kwargs (whose keys a locked config cannot '
-    'take from --config.strategy_kwargs.NAME).')
 
 
 def _print_round(record: dict) -> None:
   print(f"round {record['round']:3d}  labeled {record['num_labeled']:6d}  "
         f"test accuracy {record['test_accuracy']:.4f}  "
         f"(train {record['train_seconds']:.1f}s, "
+        f"test {record['test_seconds']:.2f}s, "
         f"query {record['query_seconds']:.2f}s)", flush=True)
 
 
 def main(argv):
   del argv
   config = _CONFIG.value
-  if _STRATEGY_KWARGS.value:
-    try:
-      kwargs = json.loads(_STRATEGY_KWARGS.value)
-    except json.JSONDecodeError as e:
-      raise SystemExit(f'error: --strategy_kwargs is not JSON ({e}).') from None
-    if not isinstance(kwargs, dict):
-      raise SystemExit('error: --strategy_kwargs must be a JSON object, e.g. '
-                       '\'{"beta": 2.0}\'.')
-    with config.unlocked():
-      config.strategy_kwargs.update(kwargs)
   print(f'{config.strategy} on {config.dataset} with {config.model}; '
         f'work directory {_WORKDIR.value}', flush=True)
   try:

@@ -7,7 +7,6 @@ trained.
 """
 
 import importlib.util
-import inspect
 import math
 import os
 
@@ -16,7 +15,7 @@ from ml_collections import config_dict
 
 from jal import acquisition
 from jal import errors
-from jal import models
+from jal import posterior
 
 
 def default() -> ml_collections.ConfigDict:
@@ -42,11 +41,16 @@ def default() -> ml_collections.ConfigDict:
   config.eval_chunk = 1000
   # Acquisition.
   config.strategy = 'entropy'
-  config.strategy_kwargs = ml_collections.ConfigDict()
-  config.mc_passes = 10  # K stochastic passes ('mc_dropout' and 'laplace')
+  # Every registered strategy's hyperparameters with their defaults:
+  # --config.hparams.power_bald.beta=2 sets one.
+  config.hparams = hparam_defaults()
   # Source of the K stochastic predictions ('mc_log_probs') of every
-  # Bayesian strategy: 'mc_dropout' | 'ensemble' | 'laplace'.
-  config.uncertainty = 'mc_dropout'
+  # Bayesian strategy: 'mc_dropout' | 'ensemble' | 'laplace' | 'bn_train'.
+  config.posterior = 'mc_dropout'
+  config.posterior_samples = 10  # K ('mc_dropout', 'laplace', 'bn_train')
+  # One dropout mask per MC pass shared by every pool point (what joint
+  # predictives need); False: per-point masks, like a training pass.
+  config.consistent_dropout = True
   config.ensemble_size = 5  # M members trained at once ('ensemble')
   config.laplace_prior_precision = 1.0  # λ of the N(0, 1/λ) weight prior
   config.laplace_structure = 'full'  # 'full' | 'diag' GGN precision
@@ -57,6 +61,13 @@ def default() -> ml_collections.ConfigDict:
   config.query_size = 40
   config.num_rounds = 10
   return config
+
+
+def hparam_defaults() -> ml_collections.ConfigDict:
+  """{strategy name: {hyperparameter: default}} for every registered one."""
+  return ml_collections.ConfigDict({
+      name: dict(acquisition.get(name).hparams)
+      for name in acquisition.names()})
 
 
 def from_file(path: str) -> ml_collections.ConfigDict:
@@ -86,7 +97,7 @@ def _positive_int(config, field: str) -> None:
 def validate(config) -> None:
   """Checks fields that do not depend on the data."""
   for field in ('initial_size', 'query_size', 'batch_size', 'num_epochs',
-                'mc_passes', 'eval_chunk'):
+                'posterior_samples', 'eval_chunk'):
     _positive_int(config, field)
   _require(isinstance(config.num_rounds, int) and config.num_rounds >= 0,
            f'config.num_rounds must be an integer >= 0, got '
@@ -99,9 +110,9 @@ def validate(config) -> None:
            f'config.dropout_rate must lie in [0, 1), got {config.dropout_rate}.')
   _require(config.learning_rate > 0 and math.isfinite(config.learning_rate),
            f'config.learning_rate must be positive, got {config.learning_rate}.')
-  _require(config.uncertainty in ('mc_dropout', 'ensemble', 'laplace'),
-           "config.uncertainty must be 'mc_dropout', 'ensemble' or "
-           f"'laplace', got {config.uncertainty!r}.")
+  _require(config.posterior in posterior.names(),
+           f'config.posterior must be one of {", ".join(posterior.names())}, '
+           f'got {config.posterior!r}.')
   _positive_int(config, 'ensemble_size')
   _require(config.laplace_prior_precision > 0 and
            math.isfinite(config.laplace_prior_precision),
@@ -117,17 +128,9 @@ def validate(config) -> None:
   _require(config.train_loop in ('auto', 'python', 'jit'),
            "config.train_loop must be 'auto', 'python' or 'jit', got "
            f'{config.train_loop!r}.')
-  if config.model not in models.NAMES:
-    raise errors.UnknownNameError(
-        f'config.model: unknown model {config.model!r}. Valid names: '
-        f'{", ".join(models.NAMES)}.')
-  strategy = acquisition.get(config.strategy)
-  allowed = list(inspect.signature(strategy.select).parameters)[4:]
-  unknown = sorted(set(config.strategy_kwargs) - set(allowed))
-  _require(not unknown,
-           f'config.strategy_kwargs has {", ".join(unknown)}, which strategy '
-           f'{config.strategy!r} does not take; its hyperparameters are: '
-           f'{", ".join(allowed) or "none"}.')
+  if config.strategy in acquisition.names():
+    acquisition.check_hparams(acquisition.get(config.strategy),
+                              dict(config.hparams.get(config.strategy, {})))
 
 
 def validate_budget(config, pool_size: int) -> None:

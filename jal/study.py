@@ -11,8 +11,6 @@ A benchmark config (`configs/benchmark_*.py`) has:
   means the base value only) and `budget` (final labeled-set size: when set,
   each cell's `num_rounds` is `(budget - initial_size) // query_size`, so that
   cells with different query sizes cover the same budget);
-- optional `strategy_kwargs`: {strategy name: {hyperparameter: value}},
-  added to that strategy's cells' `config.strategy_kwargs`;
 - optional `vmap_trials` (default True): run the seeds of a cell group as one
   vmapped program (`jal.trials`) where the strategy allows it, and
   `vmap_trials_except_needs` (default none): run strategies needing any of
@@ -27,7 +25,6 @@ checkpoints, so nothing finished is recomputed.
 """
 
 import dataclasses
-import functools
 import itertools
 import json
 import logging
@@ -113,23 +110,9 @@ def uses_vmapped_trials(bench: ml_collections.ConfigDict, cell: Cell) -> bool:
   needs = acquisition.get(cell.strategy).needs
   if set(needs) & set(bench.get('vmap_trials_except_needs', None) or ()):
     return False
-  return _vmappable(_strategy_config(bench, cell.strategy).to_json(
-      sort_keys=True))
-
-
-def _strategy_config(bench, strategy: str) -> ml_collections.ConfigDict:
-  """The base config with `strategy` and its hyperparameters set."""
   config = ml_collections.ConfigDict(bench.base.to_dict())
-  config.strategy = strategy
-  per_strategy = bench.get('strategy_kwargs', None) or {}
-  if strategy in per_strategy:
-    config.strategy_kwargs.update(dict(per_strategy[strategy]))
-  return config
-
-
-@functools.lru_cache(maxsize=None)
-def _vmappable(config_json: str) -> bool:
-  return trials.vmappable(ml_collections.ConfigDict(json.loads(config_json)))
+  config.strategy = cell.strategy
+  return trials.fast_under_vmap(config)
 
 
 def cell_config(bench: ml_collections.ConfigDict,
@@ -140,7 +123,8 @@ def cell_config(bench: ml_collections.ConfigDict,
   vmapped program uses), so that resuming one with `loop.run` continues it
   exactly.
   """
-  config = _strategy_config(bench, cell.strategy)
+  config = ml_collections.ConfigDict(bench.base.to_dict())
+  config.strategy = cell.strategy
   config.dataset = cell.dataset
   config.seed = cell.seed
   if cell.query_size is not None:

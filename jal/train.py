@@ -1,14 +1,25 @@
-"""Compile-once training on a masked pool, and chunked evaluation.
+"""Compile-once training on a masked pool, with the training hooks.
 
-The labeled set is a boolean mask over the pool, so every array has a shape
-fixed by the pool size and the batch size. Each epoch draws a keyed permutation
-that puts the labeled indices first; step `s` takes positions
-`s*B … s*B+B-1` of it modulo the labeled count, and weights the positions past
-the count by zero. The number of steps depends on the labeled count, but no
-shape does, so `Trainer` compiles once per experiment whatever the round.
+The training set is a boolean mask over the pool, so every array has a shape
+fixed by the pool size and the batch size. Each epoch draws a keyed
+permutation that puts the training rows first; step `s` takes positions
+`s*B … s*B+B-1` of it modulo the row count, and weights the positions past
+the count by zero. The number of steps depends on the count, but no shape
+does, so a `Trainer` compiles once per experiment whatever the round.
+
+Two hooks reach into the task model's training:
+
+- a `TrainSet` may hold pseudo-labelled pool rows (in its mask, not in the
+  oracle's labeled set) and a fixed-size buffer of extra rows (e.g.
+  adversarial copies), drawn from one index space `[0, N + E)`;
+- an `Objective` adds auxiliary parameters with their own optimizer and a
+  loss over the model's `Output` (features included) of the labeled batch
+  and, if it asks, of a batch drawn from the unlabeled pool.
+
+`fit_on_mask` is the same minibatch machinery for any loss, for strategies
+that train their own networks at query time.
 """
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -23,13 +34,6 @@ from jal import models
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-class TrainState(NamedTuple):
-  """Everything that training updates."""
-  variables: models.Variables
-  opt_state: Any
-  step: jax.Array  # [] int32
-
-
 def make_optimizer(name: str = 'adam', learning_rate: float = 1e-3,
                    momentum: float = 0.9,
                    weight_decay: float = 0.0) -> optax.GradientTransformation:
@@ -40,25 +44,37 @@ def make_optimizer(name: str = 'adam', learning_rate: float = 1e-3,
     tx = optax.sgd(learning_rate, momentum=momentum or None)
   else:
     raise errors.UnknownNameError(
-        f"Unknown optimizer {name!r}. Valid names: adam, sgd.")
+        f'Unknown optimizer {name!r}. Valid names: adam, sgd.')
   if weight_decay:
     tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
   return tx
 
 
-def labeled_first_order(key: jax.Array, labeled_mask: jax.Array) -> jax.Array:
-  """A random permutation of the pool with the labeled indices first.
+def labeled_first_order(key: jax.Array, mask: jax.Array) -> jax.Array:
+  """A random permutation of `[0, len(mask))` with the masked rows first.
 
   Args:
     key: PRNG key.
-    labeled_mask: [N] bool.
+    mask: [N] bool.
 
   Returns:
-    [N] int32: positions `0 … sum(labeled_mask)-1` hold the labeled indices in
-    a uniformly random order.
+    [N] int32: positions `0 … sum(mask)-1` hold the masked rows in a
+    uniformly random order.
   """
-  noise = jax.random.uniform(key, labeled_mask.shape)
-  return jnp.argsort(jnp.where(labeled_mask, noise, 2.0)).astype(jnp.int32)
+  noise = jax.random.uniform(key, mask.shape)
+  return jnp.argsort(jnp.where(mask, noise, 2.0)).astype(jnp.int32)
+
+
+def minibatch(order: jax.Array, start: jax.Array, count: jax.Array,
+              batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """Rows `order[start … start+B-1]` taken modulo `count`, and their weights.
+
+  Returns:
+    rows [B] int32 and weights [B] float32 (zero past `count`).
+  """
+  positions = start + jnp.arange(batch_size)
+  rows = order[positions % jnp.maximum(count, 1)]
+  return rows, (positions < count).astype(jnp.float32)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -68,223 +84,270 @@ def cross_entropy(logits: jax.Array, labels: jax.Array,
   return jnp.sum(weights * losses) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+class TrainSet(NamedTuple):
+  """What the task model trains on.
+
+  Attributes:
+    mask: [N] bool pool rows to train on (oracle labels, plus any
+      pseudo-labels a strategy adds).
+    labels: [N] int32 their labels (-1 elsewhere).
+    extra_images: [E, ...] extra rows (E may be 0).
+    extra_labels: [E] int32.
+    extra_mask: [E] bool, the extra rows in use.
+  """
+  mask: jax.Array
+  labels: jax.Array
+  extra_images: jax.Array | None = None
+  extra_labels: jax.Array | None = None
+  extra_mask: jax.Array | None = None
+
+
+class Objective(NamedTuple):
+  """An objective plugged into the task model's training (hook H4).
+
+  Attributes:
+    init: `init(key, output: models.Output) -> aux_params`, given the model's
+      output on one batch.
+    tx: the auxiliary parameters' optimizer.
+    loss: `loss(aux_params, output, labels [B], weights [B], unlabeled_output,
+      step) -> scalar` added to the cross-entropy; `unlabeled_output` is the
+      model's output on a batch of unlabeled pool rows (None unless
+      `unlabeled_batch`), `step` the optimizer step (e.g. for a detach
+      schedule).
+    unlabeled_batch: draw an unlabeled batch at every step.
+  """
+  init: Callable[..., Any]
+  tx: optax.GradientTransformation
+  loss: Callable[..., jax.Array]
+  unlabeled_batch: bool = False
+
+
+class TrainState(NamedTuple):
+  """Everything that training updates."""
+  variables: models.Variables
+  opt_state: Any
+  aux_params: Any
+  aux_opt_state: Any
+  step: jax.Array  # [] int32
+
+
+def _gather(images, train_set: TrainSet, rows):
+  """Images and labels of rows in `[0, N + E)`."""
+  n = images.shape[0]
+  pool_rows = jnp.minimum(rows, n - 1)
+  batch = images[pool_rows]
+  labels = train_set.labels[pool_rows]
+  if train_set.extra_images is not None and train_set.extra_images.shape[0]:
+    extra = jnp.clip(rows - n, 0, train_set.extra_images.shape[0] - 1)
+    in_pool = (rows < n).reshape((-1,) + (1,) * (batch.ndim - 1))
+    batch = jnp.where(in_pool, batch, train_set.extra_images[extra])
+    labels = jnp.where(rows < n, labels, train_set.extra_labels[extra])
+  return batch, labels
+
+
+def _full_mask(train_set: TrainSet) -> jax.Array:
+  if train_set.extra_mask is None or not train_set.extra_mask.shape[0]:
+    return train_set.mask
+  return jnp.concatenate([train_set.mask, train_set.extra_mask])
+
+
 class Trainer:
-  """Jitted training and prediction for one model, optimizer and batch size.
+  """Jitted training of one model, optimizer, batch size and objective.
 
   Build one per experiment: its jitted functions are traced on first use and
   reused by every later round.
 
   Attributes:
-    graphdef: the model's static structure (from `models.init`).
+    model: the `models.Model`.
     tx: the optax optimizer.
     batch_size: minibatch size B.
-    augment: optional `augment(key, images [B, H, W, C]) -> images`, applied
+    augment: optional `augment(key, images [B, ...]) -> images`, applied
       inside the step.
     in_jit_loop: run all epochs inside one jitted `lax.fori_loop` (fewer
-      dispatches: best on accelerators) instead of a Python loop over a
-      jitted step (best on a small CPU, where XLA runs the step body faster
-      outside a loop). Defaults to True on every backend but CPU.
-    eval_chunk: chunk size for prediction.
+      dispatches: best on accelerators, and what vmapped trials need)
+      instead of a Python loop over a jitted step (best on a small CPU).
+      Defaults to True on every backend but CPU.
+    objective: optional `Objective`.
   """
 
-  def __init__(self, graphdef, tx: optax.GradientTransformation, *,
-               batch_size: int, augment: Augment | None = None,
-               in_jit_loop: bool | None = None, eval_chunk: int = 1000):
-    self.graphdef = graphdef
+  def __init__(self, model: models.Model, tx: optax.GradientTransformation,
+               *, batch_size: int, augment: Augment | None = None,
+               in_jit_loop: bool | None = None,
+               objective: Objective | None = None):
+    self.model = model
     self.tx = tx
     self.batch_size = batch_size
     self.augment = augment
     if in_jit_loop is None:
       in_jit_loop = jax.default_backend() != 'cpu'
     self.in_jit_loop = in_jit_loop
-    self.eval_chunk = eval_chunk
-    # Step s of an epoch: its key is derived inside jit, sparing a dispatch.
-    self.step = jax.jit(
-        lambda state, epoch_key, s, images, labels, order, num_labeled:
-        self._step(state, jax.random.fold_in(epoch_key, s + 1), images,
-                   labels, order, s * self.batch_size, num_labeled))
-    self.epochs = jax.jit(self._epochs)
-    self.order = jax.jit(labeled_first_order)
-    self.predict = jax.jit(self._predict)
-    self.init_state = jax.jit(self._init_state)
-    # Ensembles: the same functions vmapped over stacked member states.
-    self.ensemble_step = jax.jit(jax.vmap(
-        self._step, in_axes=(0, 0, None, None, 0, None, None)))
-    self.ensemble_epochs = jax.jit(jax.vmap(
-        self._epochs, in_axes=(0, 0, None, None, None, None)))
-    self.ensemble_order = jax.jit(jax.vmap(labeled_first_order,
-                                           in_axes=(0, None)))
-    self.ensemble_init_state = jax.jit(jax.vmap(self._init_state))
-    self.fold_in = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
+    self.objective = objective
+    self._jit_step = jax.jit(self._epoch_step)
+    self._jit_order = jax.jit(self._orders)
+    self._jit_init = jax.jit(self.init_state)
 
-  def _init_state(self, variables: models.Variables) -> TrainState:
-    return TrainState(variables, self.tx.init(variables.params),
-                      jnp.zeros((), jnp.int32))
+  def init_state(self, key: jax.Array, variables: models.Variables,
+                 images: jax.Array) -> TrainState:
+    """The state before the first step (auxiliary parameters initialised)."""
+    aux_params = aux_opt_state = ()
+    if self.objective is not None:
+      output = self.model.apply(variables, images[:self.batch_size])
+      aux_params = self.objective.init(key, output)
+      aux_opt_state = self.objective.tx.init(aux_params)
+    return TrainState(variables, self.tx.init(variables.params), aux_params,
+                      aux_opt_state, jnp.zeros((), jnp.int32))
+
+  def _orders(self, epoch_key, train_set: TrainSet):
+    """The epoch's order of training rows (and of unlabeled pool rows)."""
+    order = labeled_first_order(epoch_key, _full_mask(train_set))
+    if self.objective is None or not self.objective.unlabeled_batch:
+      return order, None
+    _, unlabeled_key = jax.random.split(epoch_key)
+    return order, labeled_first_order(unlabeled_key, ~train_set.mask)
 
   def _step(self, state: TrainState, key: jax.Array, images: jax.Array,
-            labels: jax.Array, order: jax.Array, start: jax.Array,
-            num_labeled: jax.Array):
-    """One optimizer step on positions `start … start+B-1` of `order`."""
-    positions = start + jnp.arange(self.batch_size)
-    batch = order[positions % jnp.maximum(num_labeled, 1)]
-    weights = (positions < num_labeled).astype(jnp.float32)
-    aug_key, dropout_key = jax.random.split(key)
-    batch_images = images[batch]
+            train_set: TrainSet, orders, start: jax.Array):
+    """One optimizer step on positions `start … start+B-1` of the order."""
+    order, unlabeled_order = orders
+    count = jnp.sum(_full_mask(train_set), dtype=jnp.int32)
+    rows, weights = minibatch(order, start, count, self.batch_size)
+    aug_key, dropout_key, unlabeled_key = jax.random.split(key, 3)
+    batch, labels = _gather(images, train_set, rows)
     if self.augment is not None:
-      batch_images = self.augment(aug_key, batch_images)
+      batch = self.augment(aug_key, batch)
+    unlabeled = None
+    if self.objective is not None and self.objective.unlabeled_batch:
+      unlabeled_rows, _ = minibatch(
+          unlabeled_order, start, jnp.sum(~train_set.mask, dtype=jnp.int32),
+          self.batch_size)
+      unlabeled = images[unlabeled_rows]
 
-    def loss_fn(params):
-      logits, _, variables = models.apply(
-          self.graphdef, state.variables._replace(params=params),
-          batch_images, train=True, dropout_key=dropout_key)
-      return cross_entropy(logits, labels[batch], weights), variables
+    def loss_fn(params, aux_params):
+      variables = state.variables._replace(params=params)
+      output = self.model.apply(variables, batch, key=dropout_key, train=True)
+      loss = cross_entropy(output.logits, jnp.maximum(labels, 0), weights)
+      if self.objective is not None:
+        unlabeled_output = None
+        if unlabeled is not None:
+          unlabeled_output = self.model.apply(
+              variables._replace(state=output.state), unlabeled,
+              key=unlabeled_key, train=True)
+        loss += self.objective.loss(aux_params, output, labels, weights,
+                                    unlabeled_output, state.step)
+      return loss, output.state
 
-    (loss, variables), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.variables.params)
+    (loss, model_state), (grads, aux_grads) = jax.value_and_grad(
+        loss_fn, argnums=(0, 1), has_aux=True)(state.variables.params,
+                                               state.aux_params)
     updates, opt_state = self.tx.update(grads, state.opt_state,
                                         state.variables.params)
     params = optax.apply_updates(state.variables.params, updates)
-    return TrainState(variables._replace(params=params), opt_state,
+    aux_params, aux_opt_state = state.aux_params, state.aux_opt_state
+    if self.objective is not None:
+      aux_updates, aux_opt_state = self.objective.tx.update(
+          aux_grads, aux_opt_state, aux_params)
+      aux_params = optax.apply_updates(aux_params, aux_updates)
+    variables = models.Variables(params, model_state)
+    return TrainState(variables, opt_state, aux_params, aux_opt_state,
                       state.step + 1), loss
 
-  def _epochs(self, state: TrainState, key: jax.Array, images: jax.Array,
-              labels: jax.Array, labeled_mask: jax.Array,
-              num_epochs: jax.Array):
-    """All epochs inside jit; the step count is a traced value."""
-    num_labeled = jnp.sum(labeled_mask, dtype=jnp.int32)
-    steps_per_epoch = (num_labeled + self.batch_size - 1) // self.batch_size
+  def _epoch_step(self, state, epoch_key, s, images, train_set, orders):
+    # Step s of an epoch; its key is derived inside jit, sparing a dispatch.
+    return self._step(state, jax.random.fold_in(epoch_key, s + 1), images,
+                      train_set, orders, s * self.batch_size)
+
+  def epochs(self, state: TrainState, key: jax.Array, images: jax.Array,
+             train_set: TrainSet, num_epochs: int) -> TrainState:
+    """All epochs as one traceable loop; the step count is a traced value."""
+    count = jnp.sum(_full_mask(train_set), dtype=jnp.int32)
+    steps_per_epoch = (count + self.batch_size - 1) // self.batch_size
 
     def epoch(e, state):
       epoch_key = jax.random.fold_in(key, e)
-      order = labeled_first_order(epoch_key, labeled_mask)
+      orders = self._orders(epoch_key, train_set)
 
       def step(s, state):
-        state, _ = self._step(state, jax.random.fold_in(epoch_key, s + 1),
-                              images, labels, order, s * self.batch_size,
-                              num_labeled)
-        return state
+        return self._epoch_step(state, epoch_key, s, images, train_set,
+                                orders)[0]
 
       return jax.lax.fori_loop(0, steps_per_epoch, step, state)
 
     return jax.lax.fori_loop(0, num_epochs, epoch, state)
 
   def fit(self, key: jax.Array, variables: models.Variables,
-          images: jax.Array, labels: jax.Array, labeled_mask: jax.Array,
+          images: jax.Array, train_set: TrainSet,
           num_epochs: int) -> TrainState:
-    """Trains from `variables` on the labeled part of the pool.
+    """Trains from `variables` on `train_set`.
+
+    With `in_jit_loop` this is a pure traceable function (it can be jitted
+    and vmapped); otherwise a Python loop over a jitted step. Both give the
+    same result.
 
     Args:
-      key: PRNG key for the minibatch order, augmentation and dropout.
+      key: PRNG key for the minibatch order, augmentation, dropout and the
+        auxiliary parameters' initialisation.
       variables: initial model variables.
-      images: [N, H, W, C] float32, the whole pool (on device).
-      labels: [N] int32; only labeled positions are read.
-      labeled_mask: [N] bool.
-      num_epochs: passes over the labeled set.
+      images: [N, ...] the whole pool (on device).
+      train_set: what to train on.
+      num_epochs: passes over the training rows.
 
     Returns:
-      The trained `TrainState`. Both loop modes give the same result.
+      The trained `TrainState`.
     """
-    state = self.init_state(variables)
+    init_key, key = jax.random.split(key)
     if self.in_jit_loop:
-      return self.epochs(state, key, images, labels, labeled_mask, num_epochs)
-    num_labeled = int(jnp.sum(labeled_mask))
+      state = self.init_state(init_key, variables, images)
+      return self.epochs(state, key, images, train_set, num_epochs)
+    state = self._jit_init(init_key, variables, images)
+    count = int(jnp.sum(_full_mask(train_set)))
     for e in range(num_epochs):
       epoch_key = jax.random.fold_in(key, e)
-      order = self.order(epoch_key, labeled_mask)
-      for s in range(math.ceil(num_labeled / self.batch_size)):
-        state, _ = self.step(state, epoch_key, s, images, labels, order,
-                             num_labeled)
+      orders = self._jit_order(epoch_key, train_set)
+      for s in range(math.ceil(count / self.batch_size)):
+        state, _ = self._jit_step(state, epoch_key, s, images, train_set,
+                                  orders)
     return state
 
-  def fit_ensemble(self, key: jax.Array, variables: models.Variables,
-                   images: jax.Array, labels: jax.Array,
-                   labeled_mask: jax.Array, num_epochs: int) -> TrainState:
-    """Trains M ensemble members at once, vmapped over stacked variables.
 
-    Member m is trained exactly as `fit(split(key, M)[m], member m, ...)`
-    would train it (own minibatch order, augmentation and dropout), but all
-    members advance together in each jitted call.
+def fit_on_mask(key: jax.Array, loss_fn: Callable[..., jax.Array], params,
+                tx: optax.GradientTransformation, mask: jax.Array, *,
+                batch_size: int, num_epochs: int):
+  """Trains any `params` on minibatches of the rows where `mask` (hook H3).
 
-    Args:
-      key: PRNG key, split into one per member.
-      variables: member variables stacked along a leading axis of length M.
-      images, labels, labeled_mask, num_epochs: as for `fit`.
-
-    Returns:
-      The members' `TrainState`s, stacked.
-    """
-    num_members = jax.tree.leaves(variables)[0].shape[0]
-    keys = jax.random.split(key, num_members)
-    state = self.ensemble_init_state(variables)
-    if self.in_jit_loop:
-      return self.ensemble_epochs(state, keys, images, labels, labeled_mask,
-                                  num_epochs)
-    num_labeled = int(jnp.sum(labeled_mask))
-    for e in range(num_epochs):
-      epoch_keys = self.fold_in(keys, e)
-      orders = self.ensemble_order(epoch_keys, labeled_mask)
-      for s in range(math.ceil(num_labeled / self.batch_size)):
-        state, _ = self.ensemble_step(state, self.fold_in(epoch_keys, s + 1),
-                                      images, labels, orders,
-                                      s * self.batch_size, num_labeled)
-    return state
-
-  def _predict(self, variables: models.Variables, images: jax.Array,
-               include_mask: jax.Array | None = None):
-    """Logits [N, C] and embeddings [N, D] in fixed-size chunks."""
-    return predict(self.graphdef, variables, images, chunk_size=self.eval_chunk,
-                   include_mask=include_mask)
-
-  def accuracy(self, variables: models.Variables, images: jax.Array,
-               labels: jax.Array) -> float:
-    logits, _ = self.predict(variables, images)
-    return float(jnp.mean(jnp.argmax(logits, -1) == labels))
-
-
-def predict(graphdef, variables: models.Variables, images: jax.Array, *,
-            chunk_size: int, dropout_key: jax.Array | None = None,
-            include_mask: jax.Array | None = None):
-  """Evaluation-mode forward pass over many images in fixed-size chunks.
+  The same fixed-shape machinery as the task model's training, for networks
+  a strategy trains at query time (a discriminator, a VAE). Pure and
+  traceable: call it inside `select`.
 
   Args:
-    graphdef: the model's structure.
-    variables: its arrays.
-    images: [N, H, W, C] float32.
-    chunk_size: images per forward pass.
-    dropout_key: if given, dropout is active with a distinct key per chunk
-      (one MC-dropout pass over all images).
-    include_mask: [N] bool; if given, only the chunks needed to cover these
-      images are run (a loop with a traced trip count, so the cost follows
-      the mask while shapes stay fixed). Rows of other images are zero unless
-      they shared a chunk with included ones.
+    key: PRNG key.
+    loss_fn: `loss_fn(params, key, rows [B] int32, weights [B]) -> scalar`,
+      reading whatever arrays it closes over at `rows`.
+    params: initial parameters (any pytree).
+    tx: optimizer.
+    mask: [N] bool rows to draw from.
+    batch_size: B.
+    num_epochs: passes over the masked rows.
 
   Returns:
-    logits [N, C] float32 and embeddings [N, D] float32.
+    The trained parameters.
   """
-  n = images.shape[0]
-  chunk_size = min(chunk_size, n)
-  num_chunks = -(-n // chunk_size)
-  if include_mask is None:
-    order = jnp.arange(num_chunks * chunk_size) % n
-    num_needed = num_chunks
-  else:
-    order = jnp.argsort(~include_mask, stable=True).astype(jnp.int32)
-    order = jnp.concatenate([order, order[:num_chunks * chunk_size - n]])
-    num_needed = (jnp.sum(include_mask) + chunk_size - 1) // chunk_size
+  count = jnp.sum(mask, dtype=jnp.int32)
+  steps_per_epoch = (count + batch_size - 1) // batch_size
 
-  def forward(index):
-    rows = jax.lax.dynamic_slice(order, (index * chunk_size,), (chunk_size,))
-    key = (None if dropout_key is None
-           else jax.random.fold_in(dropout_key, index))
-    logits, embedding, _ = models.apply(graphdef, variables, images[rows],
-                                        train=False, dropout_key=key)
-    return rows, logits, embedding
+  def epoch(e, carry):
+    epoch_key = jax.random.fold_in(key, e)
+    order = labeled_first_order(epoch_key, mask)
 
-  def body(index, outputs):
-    rows, logits, embedding = forward(index)
-    return outputs[0].at[rows].set(logits), outputs[1].at[rows].set(embedding)
+    def step(s, carry):
+      params, opt_state = carry
+      rows, weights = minibatch(order, s * batch_size, count, batch_size)
+      grads = jax.grad(loss_fn)(params, jax.random.fold_in(epoch_key, s + 1),
+                                rows, weights)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
 
-  _, logits, embedding = jax.eval_shape(forward, 0)
-  outputs = (jnp.zeros((n, logits.shape[-1]), logits.dtype),
-             jnp.zeros((n, embedding.shape[-1]), embedding.dtype))
-  return jax.lax.fori_loop(0, num_needed, body, outputs)
+    return jax.lax.fori_loop(0, steps_per_epoch, step, carry)
+
+  params, _ = jax.lax.fori_loop(0, num_epochs, epoch,
+                                (params, tx.init(params)))
+  return params

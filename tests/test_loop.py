@@ -1,6 +1,5 @@
 """The AL loop: records, determinism, compile-once rounds, crash and resume."""
 
-import dataclasses
 import json
 import os
 import signal
@@ -11,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import pytest
 
 from jal import acquisition
@@ -56,15 +56,24 @@ def test_same_seed_same_selections_other_seed_differs(tiny_config, tmp_path):
   assert a[0]['selected'] != c[0]['selected']
 
 
-def test_rounds_compile_once(tiny_config, blobs):
+def _setup(config, dataset):
+  exp, data = loop.setup(config, dataset)
+  oracle = lambda idx: dataset.pool_labels[idx]
+  return exp, data, loop.init_state(exp, data, oracle), oracle
+
+
+@pytest.mark.parametrize('train_loop', ['python', 'jit'])
+def test_rounds_compile_once(tiny_config, blobs, train_loop):
   tiny_config.strategy = 'var_ratio'  # exercises MC-dropout predictions too
-  exp = loop.build(tiny_config, blobs)
-  state = loop.init_state(exp)
+  tiny_config.train_loop = train_loop
+  exp, data, state, oracle = _setup(tiny_config, blobs)
+  fns = loop.RoundFns(exp)
   for _ in range(tiny_config.num_rounds + 1):
-    state, _ = loop.round_step(exp, state)
-  assert exp.trainer.step._cache_size() == 1
-  assert exp.trainer.predict._cache_size() == 1
-  assert exp.select._cache_size() == 1
+    state, _ = loop.step(fns, data, state, oracle)
+  jitted = [fns.test, fns.query, fns.reveal]
+  jitted.append(fns.train if train_loop == 'jit' else
+                exp.trainer._jit_step)  # pylint: disable=protected-access
+  assert [fn._cache_size() for fn in jitted] == [1, 1, 1, 1]  # pylint: disable=protected-access
   assert int(state.labeled_mask.sum()) == 50
 
 
@@ -120,11 +129,11 @@ def test_workdir_of_another_config_is_refused(tiny_config, tmp_path):
 
 def test_warm_start_carries_the_model(tiny_config, blobs):
   tiny_config.warm_start = True
-  exp = loop.build(tiny_config, blobs)
-  state = loop.init_state(exp)
-  first, _ = loop.round_step(exp, state)
-  second, _ = loop.round_step(exp, first)
-  assert first.variables is not None
+  exp, data, state, oracle = _setup(tiny_config, blobs)
+  fns = loop.RoundFns(exp)
+  first, _ = loop.step(fns, data, state, oracle)
+  second, _ = loop.step(fns, data, first, oracle)
+  assert jax.tree.leaves(first.variables)
   a = np.concatenate([np.ravel(x) for x in jax.tree.leaves(first.variables)])
   b = np.concatenate([np.ravel(x) for x in jax.tree.leaves(second.variables)])
   assert not np.array_equal(a, b)
@@ -143,8 +152,7 @@ def test_warm_start_carries_the_model(tiny_config, blobs):
     ('model', 'vgg', 'unknown model .vgg.. Valid names: mlp'),
     ('strategy', 'oracle', 'Unknown strategy .oracle.. Valid names:'),
     ('dataset', 'imagenet21k', 'imagenet21k'),
-    ('strategy_kwargs', {'beta': 2.0},
-     "has beta, which strategy 'entropy' does not take"),
+    ('posterior', 'swag', 'config.posterior must be one of bn_train'),
 ])
 def test_bad_config_fails_before_any_work(tiny_config, tmp_path, field, value,
                                           message):
@@ -154,34 +162,94 @@ def test_bad_config_fails_before_any_work(tiny_config, tmp_path, field, value,
   assert not os.path.exists(tmp_path / 'w' / loop.RESULTS)
 
 
+@pytest.mark.parametrize('strategy, name, value, message', [
+    ('entropy', 'beta', 2.0, "has beta, which strategy 'entropy' does not"),
+    ('power_bald', 'beta', 'two', 'power_bald.beta must be of the type'),
+    ('batchbald', 'num_samples', 1.5, 'batchbald.num_samples must be'),
+])
+def test_bad_hyperparameter_fails_before_any_work(tiny_config, tmp_path,
+                                                  strategy, name, value,
+                                                  message):
+  tiny_config.strategy = strategy
+  # A whole sub-dict, as a config file or JSON may give it (assigning one
+  # field of a mistyped value is refused by ml_collections itself).
+  tiny_config.hparams[strategy] = ml_collections.ConfigDict({name: value})
+  with pytest.raises(errors.ConfigError, match=message):
+    loop.run(tiny_config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')
+
+
+def test_hyperparameter_is_settable_from_the_command_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'run.py'),
+       f'--config={os.path.join(REPO, "configs", "default.py")}',
+       '--config.strategy=power_entropy', '--config.hparams.power_entropy.beta=3',
+       '--config.num_epochs=1', '--config.num_rounds=1',
+       f'--workdir={tmp_path}'], capture_output=True, text=True, check=True)
+  with open(tmp_path / loop.CONFIG) as f:
+    assert json.load(f)['hparams']['power_entropy']['beta'] == 3.0
+  assert 'AUBC' in result.stdout
+
+
 def test_nan_in_data_is_refused(tiny_config, blobs):
   blobs.pool_images[3, 0, 0, 0] = np.nan
   with pytest.raises(errors.ConfigError, match='NaN'):
-    loop.build(tiny_config, blobs)
+    loop.setup(tiny_config, blobs)
 
 
-def test_prepare_runs_at_the_first_query_and_its_state_is_kept(tiny_config,
-                                                              blobs):
-  def prepare(key, inputs, labeled_mask):
+def _counting_strategy():
+  """State = how often each point was a candidate; picks the least counted."""
+
+  def init(key, inputs, labeled_mask):
     del key, inputs
     return jnp.cumsum(labeled_mask, dtype=jnp.int32)
 
-  def select(key, inputs, labeled_mask, query_size):
-    del key
-    return acquisition.top_k_unlabeled(
-        inputs['pool_state'].astype(jnp.float32), labeled_mask, query_size)
+  def select(key, inputs, labeled_mask, counts, query_size):
+    del key, inputs
+    picked = acquisition.top_k_unlabeled(-counts.astype(jnp.float32),
+                                         labeled_mask, query_size)
+    return picked, counts + (~labeled_mask).astype(jnp.int32)
 
-  strategy = acquisition.Strategy('prepared', (), select, prepare)
-  exp = loop.build(tiny_config, blobs)
-  compiled_select, compiled_prepare = loop.jitted_select(strategy, {})
-  exp = dataclasses.replace(exp, strategy=strategy, select=compiled_select,
-                            prepare=compiled_prepare)
-  state = loop.init_state(exp)
-  expected = np.cumsum(np.asarray(state.labeled_mask))
+  return acquisition.Strategy('counting', (), select, init=init)
+
+
+def test_strategy_state_starts_at_the_first_query_and_is_carried(tiny_config,
+                                                                 blobs):
+  exp, data = loop.setup(tiny_config, blobs, strategy=_counting_strategy())
+  oracle = lambda idx: blobs.pool_labels[idx]
+  state = loop.init_state(exp, data, oracle)
+  initial = np.asarray(state.labeled_mask)
+  expected = np.cumsum(initial)
+  fns = loop.RoundFns(exp)
   for _ in range(tiny_config.num_rounds + 1):
-    state, record = loop.round_step(exp, state)
-  np.testing.assert_array_equal(state.pool_state, expected)
-  assert compiled_prepare._cache_size() == 1
+    mask = np.asarray(state.labeled_mask)
+    state, _ = loop.step(fns, data, state, oracle)
+    if int(state.round) <= tiny_config.num_rounds:
+      expected = expected + ~mask
+  np.testing.assert_array_equal(state.strategy_state, expected)
+
+
+@pytest.mark.parametrize('strategy', ['counting', 'cluster_margin'])
+def test_stateful_strategy_resumes_exactly(tiny_config, tmp_path, strategy):
+  kwargs = {}
+  if strategy == 'counting':
+    kwargs['strategy'] = _counting_strategy()
+  else:
+    tiny_config.strategy = strategy
+    tiny_config.hparams.cluster_margin.num_clusters = 5
+    tiny_config.hparams.cluster_margin.hac_sample = 100
+  loop.run(tiny_config, str(tmp_path / 'whole'), **kwargs)
+
+  def crash_after_round_1(record):
+    if record['round'] == 1:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    loop.run(tiny_config, str(tmp_path / 'resumed'),
+             on_round=crash_after_round_1, **kwargs)
+  loop.run(tiny_config, str(tmp_path / 'resumed'), **kwargs)
+  assert (_without_timings(_records(tmp_path / 'resumed')) ==
+          _without_timings(_records(tmp_path / 'whole')))
 
 
 def test_strategy_needing_an_unknown_prediction_is_refused(tiny_config, blobs,
@@ -190,4 +258,4 @@ def test_strategy_needing_an_unknown_prediction_is_refused(tiny_config, blobs,
   registry['entropy'] = registry['entropy']._replace(needs=('logprobs',))
   monkeypatch.setattr(acquisition, 'REGISTRY', registry)
   with pytest.raises(errors.ConfigError, match="needs \\['logprobs'\\]"):
-    loop.build(tiny_config, blobs)
+    loop.setup(tiny_config, blobs)

@@ -73,17 +73,28 @@ def test_cells_without_axes_keep_the_base_values_and_paths_are_short():
 
 
 def test_per_strategy_hyperparameters_reach_only_that_strategy():
-  bench = _bench(strategies=['random', 'power_entropy'],
-                 strategy_kwargs={'power_entropy': {'beta': 2.0}})
+  bench = _bench(strategies=['random', 'power_entropy'])
+  bench.base.hparams.power_entropy.beta = 2.0
   configs = {c.strategy: study.cell_config(bench, c)
              for c in study.expand(bench)}
-  assert configs['power_entropy'].strategy_kwargs.to_dict() == {'beta': 2.0}
-  assert configs['random'].strategy_kwargs.to_dict() == {}
+  assert configs['power_entropy'].hparams.power_entropy.beta == 2.0
+  # What each cell's experiment runs with: its own strategy's hyperparameters.
+  used = {name: acquisition.check_hparams(
+      acquisition.get(name), dict(config.hparams[name]))
+          for name, config in configs.items()}
+  assert used == {'power_entropy': {'beta': 2.0}, 'random': {}}
+  assert config_lib.default().hparams.power_entropy.beta == 1.0
 
 
 def test_hyperparameters_a_strategy_does_not_take_are_refused():
-  bench = _bench(strategy_kwargs={'entropy': {'beta': 2.0}})
+  bench = _bench()
+  bench.base.hparams.entropy.beta = 2.0  # entropy takes none
   with pytest.raises(errors.ConfigError, match="'entropy' does not take"):
+    [study.cell_config(bench, c) for c in study.expand(bench)]
+  bench = _bench(strategies=['cluster_margin'], vmap_trials=False)
+  bench.base.hparams.cluster_margin.distance_threshold = 'far'
+  with pytest.raises(errors.ConfigError,
+                     match='hparams.cluster_margin.distance_threshold'):
     [study.cell_config(bench, c) for c in study.expand(bench)]
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jal import cluster
-from jal.acquisition.base import Strategy
+from jal.acquisition.base import stateless
 
 
 def loss_gradient_wrt_logits(log_probs: jax.Array) -> jax.Array:
@@ -110,4 +110,4 @@ def _select(key, inputs, labeled_mask, query_size, include_bias: bool = True):
                       ~labeled_mask, query_size, include_bias)
 
 
-STRATEGIES = (Strategy('badge', ('log_probs', 'embeddings'), _select),)
+STRATEGIES = (stateless('badge', ('log_probs', 'embeddings'), _select),)

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jal import errors
-from jal.acquisition.base import Strategy
+from jal.acquisition.base import stateless
 
 
 def conditional_entropy(log_probs: jax.Array) -> jax.Array:
@@ -202,4 +202,4 @@ def _select(key, inputs, labeled_mask, query_size, num_samples: int = 100000,
   return indices
 
 
-STRATEGIES = (Strategy('batchbald', ('mc_log_probs',), _select),)
+STRATEGIES = (stateless('batchbald', ('mc_log_probs',), _select),)

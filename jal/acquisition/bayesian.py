@@ -1,7 +1,8 @@
 """Bayesian uncertainty scores on K stochastic passes: BALD and mean-std.
 
-The K passes come from MC dropout, a deep ensemble or a Laplace posterior
-(`config.uncertainty`); the scores only see `mc_log_probs: [K, N, C]`.
+The K passes come from the posterior source (`config.posterior`: MC dropout,
+a deep ensemble, a Laplace posterior, batch-norm passes); the scores only
+see `mc_log_probs: [K, N, C]`.
 DeepAL+'s "D" versions of entropy, margin and least confidence are the plain
 scores of `jal.acquisition.uncertainty` fed the mean of the K passes.
 """

@@ -1,8 +1,8 @@
 """Cluster-Margin (Citovsky et al. 2021): margin filter, HAC diversity.
 
-Once per experiment (the strategy's `prepare`), the pool's embeddings are
-clustered by hierarchical agglomerative clustering (HAC) with average
-linkage; the cluster id of every pool point is kept as `pool_state`. Each
+Once per experiment (the strategy's `init`, at the first query), the pool's
+embeddings are clustered by hierarchical agglomerative clustering (HAC) with
+average linkage; the cluster id of every pool point is the strategy's state. Each
 round takes the `margin_multiple · query_size` unlabeled points of lowest
 margin p₁ − p₂, then picks `query_size` of them round-robin over their
 clusters, from the cluster with the fewest such points to the largest,
@@ -93,26 +93,29 @@ def round_robin(key: jax.Array, candidates: jax.Array, valid: jax.Array,
   return candidates[order[:query_size]].astype(jnp.int32)
 
 
-def _prepare(key, inputs, labeled_mask, margin_multiple: int = 10,
-             num_clusters: int = 200, hac_sample: int = 2000,
-             distance_threshold: float | None = None,
-             chunk_size: int = cluster.DEFAULT_CHUNK):
+HPARAMS = dict(margin_multiple=10, num_clusters=200, hac_sample=2000,
+               distance_threshold=None, chunk_size=cluster.DEFAULT_CHUNK)
+
+
+def _init(key, inputs, labeled_mask, *, margin_multiple, num_clusters,
+          hac_sample, distance_threshold, chunk_size):
+  """[N] int32 cluster ids of the pool, kept for the whole experiment."""
   del labeled_mask, margin_multiple
   return hac_pool_clusters(key, inputs['embeddings'], num_clusters,
                            hac_sample, distance_threshold, chunk_size)
 
 
-def _select(key, inputs, labeled_mask, query_size, margin_multiple: int = 10,
-            num_clusters: int = 200, hac_sample: int = 2000,
-            distance_threshold: float | None = None,
-            chunk_size: int = cluster.DEFAULT_CHUNK):
+def _select(key, inputs, labeled_mask, cluster_ids, query_size, *,
+            margin_multiple, num_clusters, hac_sample, distance_threshold,
+            chunk_size):
   del num_clusters, hac_sample, distance_threshold, chunk_size
   num_candidates = min(margin_multiple * query_size, labeled_mask.shape[0])
   candidates = top_k_unlabeled(uncertainty.margin(inputs['log_probs']),
                                labeled_mask, num_candidates)
-  return round_robin(key, candidates, ~labeled_mask[candidates],
-                     inputs['pool_state'][candidates], query_size)
+  selected = round_robin(key, candidates, ~labeled_mask[candidates],
+                         cluster_ids[candidates], query_size)
+  return selected, cluster_ids
 
 
 STRATEGIES = (Strategy('cluster_margin', ('log_probs', 'embeddings'), _select,
-                       prepare=_prepare),)
+                       init=_init, hparams=HPARAMS),)

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from jal import cluster
-from jal.acquisition.base import Strategy
+from jal.acquisition.base import stateless
 
 
 def typicality(features: jax.Array, cluster_ids: jax.Array,
@@ -206,6 +206,6 @@ def _probcover(key, inputs, labeled_mask, query_size,
 
 
 STRATEGIES = (
-    Strategy('typiclust', ('embeddings',), _typiclust),
-    Strategy('probcover', ('embeddings',), _probcover),
+    stateless('typiclust', ('embeddings',), _typiclust),
+    stateless('probcover', ('embeddings',), _probcover),
 )

@@ -16,7 +16,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jal.acquisition.base import Strategy, top_k_unlabeled
+from jal.acquisition.base import stateless, top_k_unlabeled
 
 
 def _entropy(probs: jax.Array, axes) -> jax.Array:
@@ -73,4 +73,4 @@ def _select(key, inputs, labeled_mask, query_size, num_targets: int = 100,
   return top_k_unlabeled(scores, labeled_mask, query_size)
 
 
-STRATEGIES = (Strategy('epig', ('mc_log_probs',), _select),)
+STRATEGIES = (stateless('epig', ('mc_log_probs',), _select),)

@@ -12,7 +12,7 @@ distance matrix, and the PCA to 32 dimensions it needed, are not required
 import jax
 
 from jal import cluster
-from jal.acquisition.base import Strategy
+from jal.acquisition.base import stateless
 
 
 def kcenter_select(features: jax.Array, labeled_mask: jax.Array,
@@ -46,4 +46,4 @@ def _select(key, inputs, labeled_mask, query_size, pca_dim: int = 0,
   return kcenter_select(features, labeled_mask, query_size, chunk_size)
 
 
-STRATEGIES = (Strategy('kcenter', ('embeddings',), _select),)
+STRATEGIES = (stateless('kcenter', ('embeddings',), _select),)

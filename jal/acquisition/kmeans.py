@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jal import cluster
 from jal.acquisition import uncertainty
-from jal.acquisition.base import Strategy, top_k_unlabeled
+from jal.acquisition.base import stateless, top_k_unlabeled
 
 
 def kmeans_select(key: jax.Array, features: jax.Array,
@@ -63,6 +63,6 @@ def _dbal(key, inputs, labeled_mask, query_size, beta: int = 10,
 
 
 STRATEGIES = (
-    Strategy('kmeans', ('embeddings',), _kmeans),
-    Strategy('dbal', ('log_probs', 'embeddings'), _dbal),
+    stateless('kmeans', ('embeddings',), _kmeans),
+    stateless('dbal', ('log_probs', 'embeddings'), _dbal),
 )

@@ -9,7 +9,7 @@ probabilities proportional to weights derived from the scores:
 
 Sampling b without replacement ∝ w is the top-b of log w + Gumbel noise
 (Gumbel-top-k), so each strategy is one jittable top-k. β is the
-`beta` keyword of `select` (`config.strategy_kwargs.beta`, default 1).
+`beta` keyword of `select` (`config.hparams.<name>.beta`, default 1).
 """
 
 from collections.abc import Callable
@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jal.acquisition import bayesian
 from jal.acquisition import uncertainty
-from jal.acquisition.base import Strategy, top_k_unlabeled
+from jal.acquisition.base import Strategy, stateless, top_k_unlabeled
 
 
 def log_weights(scores: jax.Array, labeled_mask: jax.Array, mode: str,
@@ -75,7 +75,7 @@ def stochastic_strategy(name: str, score: Callable[[jax.Array], jax.Array],
     log_w = log_weights(score(inputs[needs]), labeled_mask, mode, beta)
     return gumbel_top_k(key, log_w, labeled_mask, query_size)
 
-  return Strategy(name, (needs,), select)
+  return stateless(name, (needs,), select)
 
 
 STRATEGIES = tuple(

@@ -9,7 +9,7 @@ deterministic pass). DeepAL+ names the MC-dropout ("D") versions
 import jax
 import jax.numpy as jnp
 
-from jal.acquisition.base import Strategy, score_strategy, top_k_unlabeled
+from jal.acquisition.base import score_strategy, stateless, top_k_unlabeled
 
 
 def mean_probs(log_probs: jax.Array) -> jax.Array:
@@ -52,7 +52,7 @@ def _random_select(key, inputs, labeled_mask, query_size):
 
 
 STRATEGIES = (
-    Strategy('random', (), _random_select),
+    stateless('random', (), _random_select),
     score_strategy('entropy', entropy),
     score_strategy('margin', margin),
     score_strategy('least_confidence', least_confidence),

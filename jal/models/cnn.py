@@ -32,16 +32,20 @@ class LeNet(nnx.Module):
 
   def __call__(self, images: jax.Array, *, train: bool = False,
                dropout_key: jax.Array | None = None):
-    """Returns `(logits [B, C], embedding [B, 50])` for images [B, H, W, C]."""
+    """Returns `(logits [B, C], embedding [B, 50], features)`.
+
+    `features` are the two convolutional stages' activations (after pooling
+    and ReLU), for images [B, H, W, C].
+    """
     del train
     conv_key, fc_key = (jax.random.split(dropout_key) if dropout_key is not None
                         else (None, None))
-    x = jax.nn.relu(_max_pool_2x2(self.conv1(images)))
-    x = self.conv2(x)
+    stage1 = jax.nn.relu(_max_pool_2x2(self.conv1(images)))
+    x = self.conv2(stage1)
     # DeepAL uses Dropout2d here: whole feature maps are dropped.
     x = nnx.Dropout(self.dropout.rate, broadcast_dims=(1, 2))(
         x, deterministic=conv_key is None, rngs=conv_key)
-    x = jax.nn.relu(_max_pool_2x2(x))
-    embedding = jax.nn.relu(self.fc1(x.reshape(x.shape[0], -1)))
+    stage2 = jax.nn.relu(_max_pool_2x2(x))
+    embedding = jax.nn.relu(self.fc1(stage2.reshape(stage2.shape[0], -1)))
     x = self.dropout(embedding, deterministic=fc_key is None, rngs=fc_key)
-    return self.fc2(x), embedding
+    return self.fc2(x), embedding, (stage1, stage2)

@@ -24,7 +24,9 @@ class MLP(nnx.Module):
 
   def __call__(self, images: jax.Array, *, train: bool = False,
                dropout_key: jax.Array | None = None):
-    """Returns `(logits [B, C], embedding [B, hidden_sizes[-1]])`.
+    """Returns `(logits [B, C], embedding [B, hidden_sizes[-1]], features)`.
+
+    `features` holds every hidden activation (before dropout).
 
     Args:
       images: [B, H, W, C] float32.
@@ -35,8 +37,8 @@ class MLP(nnx.Module):
     x = images.reshape(images.shape[0], -1)
     keys = (jax.random.split(dropout_key, len(self.hidden))
             if dropout_key is not None else [None] * len(self.hidden))
-    embedding = x
+    features = []
     for layer, key in zip(self.hidden, keys):
-      embedding = jax.nn.relu(layer(x))
-      x = self.dropout(embedding, deterministic=key is None, rngs=key)
-    return self.head(x), embedding
+      features.append(jax.nn.relu(layer(x)))
+      x = self.dropout(features[-1], deterministic=key is None, rngs=key)
+    return self.head(x), features[-1], tuple(features)

@@ -57,7 +57,9 @@ class ResNet18(nnx.Module):
 
   def __call__(self, images: jax.Array, *, train: bool = False,
                dropout_key: jax.Array | None = None):
-    """Returns `(logits [B, C], embedding [B, 512])`.
+    """Returns `(logits [B, C], embedding [B, 512], features)`.
+
+    `features` are the outputs of the four stages (64 to 512 channels).
 
     Args:
       images: [B, H, W, C] float32.
@@ -68,9 +70,12 @@ class ResNet18(nnx.Module):
     x = jax.nn.relu(self.bn(self.conv(images), use_running_average=not train))
     if self.stem == 'imagenet':
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
-    for block in self.blocks:
+    stages = []
+    for i, block in enumerate(self.blocks):
       x = block(x, train)
+      if i % 2:
+        stages.append(x)
     embedding = x.mean(axis=(1, 2))
     x = self.dropout(embedding, deterministic=dropout_key is None,
                      rngs=dropout_key)
-    return self.head(x), embedding
+    return self.head(x), embedding, tuple(stages)

@@ -73,30 +73,35 @@ def test_cluster_margin_select_uses_lowest_margins_and_spreads_clusters():
                           jnp.float32)[None]
   labeled = np.zeros(n, bool)
   labeled[::5] = True
-  pool_state = jnp.asarray(np.arange(n) % 4, jnp.int32)
+  cluster_ids = jnp.asarray(np.arange(n) % 4, jnp.int32)
   strategy = acquisition.get('cluster_margin')
+  hparams = acquisition.check_hparams(strategy,
+                                      {'margin_multiple': multiple})
   key = jax.random.key(1)
-  got = np.asarray(jax.jit(lambda k, i, l: strategy.select(
-      k, i, l, b, margin_multiple=multiple))(
-          key, {'log_probs': log_probs, 'pool_state': pool_state},
-          jnp.asarray(labeled)))
+  got, state = jax.jit(lambda k, i, l, s: strategy.select(
+      k, i, l, s, b, **hparams))(
+          key, {'log_probs': log_probs}, jnp.asarray(labeled), cluster_ids)
+  got = np.asarray(got)
+  # The cluster ids are the experiment's state: select hands them back.
+  np.testing.assert_array_equal(state, cluster_ids)
   candidates = np.asarray(acquisition.top_k_unlabeled(
       uncertainty.margin(log_probs), jnp.asarray(labeled), multiple * b))
   want = cluster_margin.round_robin(key, candidates,
                                     ~labeled[candidates],
-                                    np.asarray(pool_state)[candidates], b)
+                                    np.asarray(cluster_ids)[candidates], b)
   np.testing.assert_array_equal(got, want)
   # Six picks over four clusters: every cluster gets one or two.
-  counts = np.bincount(np.asarray(pool_state)[got], minlength=4)
+  counts = np.bincount(np.asarray(cluster_ids)[got], minlength=4)
   assert counts.min() >= 1 and counts.max() <= 2
 
 
-def test_cluster_margin_prepare_gives_cluster_per_pool_point():
+def test_cluster_margin_init_gives_cluster_per_pool_point():
   x = _points(120, 4)
   strategy = acquisition.get('cluster_margin')
-  ids = jax.jit(lambda k, i, l: strategy.prepare(
-      k, i, l, num_clusters=7, hac_sample=60))(
-          jax.random.key(0), {'embeddings': jnp.asarray(x)},
-          jnp.zeros(120, bool))
+  hparams = acquisition.check_hparams(strategy,
+                                      {'num_clusters': 7, 'hac_sample': 60})
+  ids = jax.jit(lambda k, i, l: strategy.init(k, i, l, **hparams))(
+      jax.random.key(0), {'embeddings': jnp.asarray(x)},
+      jnp.zeros(120, bool))
   assert ids.shape == (120,) and ids.dtype == jnp.int32
   assert set(np.asarray(ids).tolist()) == set(range(7))

@@ -3,12 +3,11 @@
 import json
 import os
 
-import ml_collections
 import pytest
 
 from jal import loop
 
-STRATEGY_KWARGS = {'cluster_margin': {'hac_sample': 300, 'num_clusters': 20}}
+HPARAMS = {'cluster_margin': {'hac_sample': 300, 'num_clusters': 20}}
 
 
 @pytest.mark.parametrize('name', ['kcenter', 'kmeans', 'badge', 'dbal',
@@ -17,8 +16,7 @@ def test_strategy_runs_in_the_loop(name, tiny_config, tmp_path):
   tiny_config.strategy = name
   tiny_config.num_epochs = 1
   tiny_config.num_rounds = 2
-  tiny_config.strategy_kwargs = ml_collections.ConfigDict(
-      STRATEGY_KWARGS.get(name, {}))
+  tiny_config.hparams[name].update(HPARAMS.get(name, {}))
   summary = loop.run(tiny_config, str(tmp_path))
   with open(os.path.join(tmp_path, loop.RESULTS)) as f:
     records = [json.loads(line) for line in f]

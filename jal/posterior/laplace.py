@@ -11,19 +11,17 @@ an isotropic prior:
 over vec(Θ) in row-major order (index d·C + c). For a linear-softmax model this
 is exactly the Hessian of the regularized loss. `structure='diag'` keeps the
 diagonal only. Sampling K heads gives predictive log-probabilities
-`[K, N, C]`: a third source of stochastic predictions besides MC dropout and
-ensembles.
+`[K, N, C]`: the `laplace` posterior source.
 """
-
-import functools
 
 import jax
 import jax.numpy as jnp
 
+from jal import devices
 from jal import errors
 from jal import models
-from jal import train
-from jal import uncertainty
+from jal import predict
+from jal.posterior import sources
 
 
 def last_layer(params, embedding_size: int, num_classes: int) -> jax.Array:
@@ -123,20 +121,18 @@ def sample_heads(key: jax.Array, theta: jax.Array, precision: jax.Array,
   return theta[None] + deltas.T.reshape((num_samples,) + theta.shape)
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'num_samples',
-                                             'structure', 'chunk_size'))
-def laplace_log_probs(key: jax.Array, graphdef, variables: models.Variables,
-                      images: jax.Array, labeled_mask: jax.Array, *,
-                      num_samples: int, prior_precision: float,
-                      structure: str = 'full', chunk_size: int = 1000
-                      ) -> jax.Array:
+def laplace_log_probs(key: jax.Array, model: models.Model,
+                      variables: models.Variables, images: jax.Array,
+                      labeled_mask: jax.Array, *, num_samples: int,
+                      prior_precision: float, structure: str = 'full',
+                      chunk_size: int = 1000) -> jax.Array:
   """Predictive log-probabilities of K heads drawn from the Laplace posterior.
 
   Args:
     key: PRNG key for the K heads.
-    graphdef: model structure.
+    model: the model; its head maps the embedding to the logits.
     variables: trained (MAP) variables.
-    images: [N, H, W, C] float32, the pool.
+    images: [N, ...] the pool.
     labeled_mask: [N] bool, the training set the precision is fitted on.
     num_samples: K.
     prior_precision: λ.
@@ -146,14 +142,28 @@ def laplace_log_probs(key: jax.Array, graphdef, variables: models.Variables,
   Returns:
     [K, N, C] float32 log-probabilities.
   """
-  logits, embeddings = train.predict(graphdef, variables, images,
-                                     chunk_size=chunk_size)
+  logits, embeddings = predict.predict(model, variables, images,
+                                       chunk_size=chunk_size)
   features = with_bias_feature(embeddings)
   theta = last_layer(variables.params, embeddings.shape[-1], logits.shape[-1])
   precision = ggn_precision(features, jax.nn.softmax(features @ theta),
                             labeled_mask.astype(features.dtype),
                             prior_precision, structure)
   heads = sample_heads(key, theta, precision, num_samples)
-  return uncertainty.map_sharded(
+  return devices.map_sharded(
       lambda head, features: jax.nn.log_softmax(features @ head), heads,
       features, num_samples)
+
+
+def laplace(model: models.Model, input_shape, config) -> dict:
+  """The `laplace` source: K = `config.posterior_samples` sampled heads."""
+
+  def sample(key, variables, images, labeled_mask, include_mask):
+    del include_mask
+    return laplace_log_probs(
+        key, model, variables, images, labeled_mask,
+        num_samples=config.posterior_samples,
+        prior_precision=config.laplace_prior_precision,
+        structure=config.laplace_structure, chunk_size=config.eval_chunk)
+
+  return dict(sources.single_model(model, input_shape, config), sample=sample)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jal import errors
-from jal import laplace
+from jal.posterior import laplace
 from jal import models
 
 
@@ -66,32 +66,32 @@ def test_sampled_heads_have_the_posterior_mean_and_covariance(structure):
 
 def test_last_layer_finds_the_head_of_each_small_model():
   for name, shape in (('mlp', (4, 4, 1)), ('lenet', (16, 16, 1))):
-    graphdef, variables = models.init(jax.random.key(0), name, shape, 3, 0.2)
+    model = models.get(name, 3, 0.2)
+    variables = model.init(jax.random.key(0), shape)
     images = jax.random.normal(jax.random.key(1), (5,) + shape)
-    logits, embedding, _ = jax.jit(models.apply, static_argnums=0)(
-        graphdef, variables, images)
+    logits, embedding, _, _ = jax.jit(model.apply)(variables, images)
     theta = laplace.last_layer(variables.params, embedding.shape[-1], 3)
     np.testing.assert_allclose(
         laplace.with_bias_feature(embedding) @ theta, logits, atol=1e-4)
 
 
 def test_last_layer_without_a_matching_head_is_a_clear_error():
-  _, variables = models.init(jax.random.key(0), 'mlp', (4, 4, 1), 3, 0.2)
+  variables = models.get('mlp', 3, 0.2).init(jax.random.key(0), (4, 4, 1))
   with pytest.raises(errors.ConfigError, match='not one last layer'):
     laplace.last_layer(variables.params, 7, 3)
 
 
 def test_laplace_log_probs_concentrate_with_a_strong_prior():
-  graphdef, variables = models.init(jax.random.key(0), 'mlp', (4, 4, 1), 3,
-                                    0.2)
+  model = models.get('mlp', 3, 0.2)
+  variables = model.init(jax.random.key(0), (4, 4, 1))
   images = jax.random.normal(jax.random.key(1), (20, 4, 4, 1))
   labeled = jnp.arange(20) < 8
-  logits, _, _ = models.apply(graphdef, variables, images)
+  logits = model.apply(variables, images).logits
   loose = laplace.laplace_log_probs(
-      jax.random.key(2), graphdef, variables, images, labeled, num_samples=5,
+      jax.random.key(2), model, variables, images, labeled, num_samples=5,
       prior_precision=1.0)
   tight = laplace.laplace_log_probs(
-      jax.random.key(2), graphdef, variables, images, labeled, num_samples=5,
+      jax.random.key(2), model, variables, images, labeled, num_samples=5,
       prior_precision=1e12, structure='diag')
   assert loose.shape == (5, 20, 3)
   np.testing.assert_allclose(jnp.exp(jnp.sum(jnp.exp(loose), -1)), np.e,

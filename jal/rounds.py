@@ -1,0 +1,272 @@
+"""One active learning round, written once as pure functions of their data.
+
+An `Experiment` holds what stays fixed across rounds (config, model,
+posterior source, strategy and its hyperparameters, trainer); a `Data` holds
+the arrays (pool, test set, and the pool's labels for a simulated oracle);
+an `ALState` what a round changes. A round is
+
+  trained  = train_round(exp, data, state)       # fit the round's model(s)
+  accuracy = test_round(exp, data, trained)      # test accuracy
+  selected, strategy_state = query_round(exp, data, trained, state)
+  state    = reveal(state, selected, labels, strategy_state, trained)
+
+Each is pure: arrays come in as arguments, nothing is captured, so the same
+functions are jitted by the loop (`jal.loop`), vmapped over seeds by
+`jal.trials`, and called by benchmarks and notebooks. `train_round` is
+traceable when the trainer runs its epochs inside jit
+(`config.train_loop='jit'`); otherwise it is a host loop over a jitted step
+and everything else is jitted.
+
+Randomness: round r uses `fold_in(state.key, r)`, split into the keys for
+model initialization, training and the query, so a round's outcome depends
+only on the state it starts from.
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jal import acquisition
+from jal import data as data_lib
+from jal import errors
+from jal import metrics
+from jal import models
+from jal import posterior as posterior_lib
+from jal import predict
+from jal import train
+
+
+class Data(NamedTuple):
+  """The arrays of an experiment.
+
+  Attributes:
+    pool_images: [N, ...] float32.
+    pool_labels: [N] int32 ground truth for a simulated oracle inside jit
+      (vmapped trials); -1 where unknown.
+    test_images: [T, ...] float32.
+    test_labels: [T] int32.
+  """
+  pool_images: jax.Array
+  pool_labels: jax.Array
+  test_images: jax.Array
+  test_labels: jax.Array
+
+
+class ALState(NamedTuple):
+  """The state of an active learning experiment between rounds.
+
+  Attributes:
+    round: [] int32, rounds completed.
+    labeled_mask: [N] bool over the pool.
+    labels: [N] int32 revealed labels, -1 where unknown.
+    key: PRNG key of the rounds; round r uses `fold_in(key, r)`.
+    strategy_state: the strategy's state (its `init` runs at the first
+      query; before that, zeros of the same structure).
+    variables: the last trained model's variables when warm-starting, else
+      `()`.
+  """
+  round: jax.Array
+  labeled_mask: jax.Array
+  labels: jax.Array
+  key: jax.Array
+  strategy_state: Any = ()
+  variables: Any = ()
+
+
+class Trained(NamedTuple):
+  """A round's trained model(s): variables and the objective's parameters."""
+  variables: Any
+  aux_params: Any
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Experiment:
+  """What stays fixed across rounds. Hashable by identity (a jit static)."""
+  config: ml_collections.ConfigDict
+  model: models.Model
+  input_shape: tuple[int, ...]
+  num_classes: int
+  posterior: posterior_lib.Posterior
+  strategy: acquisition.Strategy
+  hparams: dict
+  trainer: train.Trainer
+
+
+def make_experiment(config: ml_collections.ConfigDict,
+                    input_shape: tuple[int, ...], num_classes: int,
+                    model: models.Model | None = None,
+                    strategy: acquisition.Strategy | None = None
+                    ) -> Experiment:
+  """Builds the fixed parts of an experiment from a validated config.
+
+  Args:
+    config: the experiment config.
+    input_shape: shape of one pool item.
+    num_classes: C.
+    model: a user's model; default `models.get(config.model, ...)`.
+    strategy: a user's strategy; default `acquisition.get(config.strategy)`.
+  """
+  if model is None and config.model not in models.NAMES:
+    raise errors.UnknownNameError(
+        f'config.model: unknown model {config.model!r}. Valid names: '
+        f'{", ".join(models.NAMES)}.')
+  model = model or models.get(config.model, num_classes, config.dropout_rate)
+  strategy = strategy or acquisition.get(config.strategy)
+  unknown = set(strategy.needs) - set(acquisition.PREDICTIONS)
+  if unknown:
+    raise errors.ConfigError(
+        f'Strategy {strategy.name!r} needs {sorted(unknown)}, which the loop '
+        f'does not compute; needs must be among {acquisition.PREDICTIONS}.')
+  hparams = acquisition.check_hparams(
+      strategy, dict(config.hparams.get(strategy.name, {})))
+  tx = train.make_optimizer(config.optimizer, config.learning_rate,
+                            config.momentum, config.weight_decay)
+  in_jit_loop = {'auto': None, 'python': False, 'jit': True}[config.train_loop]
+  trainer = train.Trainer(
+      model, tx, batch_size=config.batch_size,
+      augment=data_lib.random_crop_flip if config.augment else None,
+      in_jit_loop=in_jit_loop, objective=strategy.objective)
+  return Experiment(
+      config=config, model=model, input_shape=tuple(input_shape),
+      num_classes=num_classes,
+      posterior=posterior_lib.get(config.posterior, model, input_shape,
+                                  config),
+      strategy=strategy, hparams=hparams, trainer=trainer)
+
+
+def round_keys(state: ALState):
+  """The round's (init, train, query) keys."""
+  return jax.random.split(jax.random.fold_in(state.key, state.round), 3)
+
+
+def initial_variables(exp: Experiment, key: jax.Array):
+  """The variables a round starts from: fresh ones (stacked if an ensemble)."""
+  return exp.posterior.init(key)
+
+
+def train_set(exp: Experiment, state: ALState) -> train.TrainSet:
+  """The oracle's labeled set, extended by the strategy's hook if it has one."""
+  base = train.TrainSet(state.labeled_mask, state.labels)
+  if exp.strategy.train_set is None:
+    return base
+  return exp.strategy.train_set(state.strategy_state, base)
+
+
+def train_round(exp: Experiment, data: Data, state: ALState) -> Trained:
+  """Trains the round's model(s) on the labeled pool."""
+  init_key, train_key, _ = round_keys(state)
+  config = exp.config
+  variables = (state.variables if config.warm_start
+               else initial_variables(exp, init_key))
+  rows = train_set(exp, state)
+
+  def fit_one(key, variables):
+    trained = exp.trainer.fit(key, variables, data.pool_images, rows,
+                              config.num_epochs)
+    return Trained(trained.variables, trained.aux_params)
+
+  return exp.posterior.fit(fit_one, train_key, variables)
+
+
+def test_round(exp: Experiment, data: Data, trained: Trained) -> jax.Array:
+  """[] test accuracy (an ensemble's: of its mean prediction)."""
+  log_probs = exp.posterior.test_log_probs(trained.variables, data.test_images)
+  return metrics.accuracy(log_probs, data.test_labels)
+
+
+def predictions(exp: Experiment, key: jax.Array, trained: Trained,
+                pool_images: jax.Array, labeled_mask: jax.Array,
+                needs) -> dict[str, Any]:
+  """Computes only the predictions in `needs` (see `jal.acquisition.base`).
+
+  Log-probabilities are computed for unlabeled points only, unless
+  embeddings are needed too, which cover the whole pool.
+  """
+  config = exp.config
+  unlabeled = ~labeled_mask
+  variables = exp.posterior.point(trained.variables)
+  inputs = {}
+  if 'log_probs' in needs or 'embeddings' in needs:
+    logits, embeddings = predict.predict(
+        exp.model, variables, pool_images, chunk_size=config.eval_chunk,
+        include_mask=None if 'embeddings' in needs else unlabeled)
+    inputs['log_probs'] = jax.nn.log_softmax(logits)[None]
+    inputs['embeddings'] = embeddings
+  if 'mc_log_probs' in needs:
+    inputs['mc_log_probs'] = exp.posterior.sample(
+        key, trained.variables, pool_images, labeled_mask, unlabeled)
+  if 'features' in needs:
+    inputs['features'] = predict.features(exp.model, variables, pool_images,
+                                          chunk_size=config.eval_chunk)
+  if 'images' in needs:
+    inputs['images'] = pool_images
+  if 'logits_fn' in needs:
+    inputs['logits_fn'] = predict.logits_fn(exp.model, variables)
+  if 'aux_params' in needs:
+    inputs['aux_params'] = exp.posterior.point(trained.aux_params)
+  return {name: inputs[name] for name in needs}
+
+
+def _query_inputs(exp: Experiment, data: Data, trained: Trained,
+                  state: ALState):
+  """The strategy's inputs and its (init, select) keys for this round."""
+  _, _, query_key = round_keys(state)
+  predict_key, init_key, select_key = jax.random.split(query_key, 3)
+  inputs = predictions(exp, predict_key, trained, data.pool_images,
+                       state.labeled_mask, exp.strategy.needs)
+  return inputs, init_key, select_key
+
+
+def query_round(exp: Experiment, data: Data, trained: Trained,
+                state: ALState, query_size: int | None = None):
+  """Asks the strategy for `query_size` points (default the config's).
+
+  The strategy's `init` runs at the first query (round 0) and its state is
+  carried from then on.
+
+  Returns:
+    selected [query_size] int32 pool indices and the new strategy state.
+  """
+  query_size = query_size or exp.config.query_size
+  inputs, init_key, select_key = _query_inputs(exp, data, trained, state)
+  strategy_state = jax.lax.cond(
+      state.round == 0,
+      lambda: exp.strategy.init(init_key, inputs, state.labeled_mask,
+                                **exp.hparams),
+      lambda: state.strategy_state)
+  selected, strategy_state = exp.strategy.select(
+      select_key, inputs, state.labeled_mask, strategy_state, query_size,
+      **exp.hparams)
+  return selected.astype(jnp.int32), strategy_state
+
+
+def reveal(exp: Experiment, state: ALState, selected: jax.Array,
+           labels: jax.Array, strategy_state, trained: Trained) -> ALState:
+  """The next state: `selected` labeled with `labels`, the round advanced."""
+  return ALState(
+      round=state.round + 1,
+      labeled_mask=state.labeled_mask.at[selected].set(True),
+      labels=state.labels.at[selected].set(labels),
+      key=state.key, strategy_state=strategy_state,
+      variables=trained.variables if exp.config.warm_start else ())
+
+
+def initial_strategy_state(exp: Experiment, data: Data, state: ALState):
+  """Zeros shaped like the strategy's state, before its `init` has run."""
+
+  def first_state():
+    variables = initial_variables(exp, jax.random.key(0))
+    # The objective's parameters are shaped by its init: trace it too.
+    trained = exp.posterior.fit(
+        lambda key, v: Trained(v, exp.trainer.init_state(
+            key, v, data.pool_images).aux_params),
+        jax.random.key(0), variables)
+    inputs, init_key, _ = _query_inputs(exp, data, trained, state)
+    return exp.strategy.init(init_key, inputs, state.labeled_mask,
+                             **exp.hparams)
+
+  return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                      jax.eval_shape(first_state))

@@ -1,0 +1,115 @@
+"""An experiment's work directory: its config, records, checkpoint, summary.
+
+`config.json` is written once the config has passed every check;
+`checkpoint.npz` (state and records) and then `results.jsonl` (one JSON
+record per round) are rewritten atomically after every round, and
+`summary.json` at the end. On resume, `results.jsonl` and `summary.json` are
+rewritten from the checkpoint's records, so a kill between two writes never
+leaves them behind.
+"""
+
+import hashlib
+import json
+import os
+
+import ml_collections
+
+from jal import checkpoint
+from jal import errors
+from jal import metrics
+
+CHECKPOINT = 'checkpoint.npz'
+RESULTS = 'results.jsonl'
+SUMMARY = 'summary.json'
+CONFIG = 'config.json'
+
+
+def config_json(config: ml_collections.ConfigDict) -> str:
+  return config.to_json_best_effort(sort_keys=True, indent=2)
+
+
+def fingerprint(config_text: str) -> str:
+  """A short hash of an experiment's config, stored in its checkpoints."""
+  return hashlib.sha256(config_text.encode()).hexdigest()[:16]
+
+
+def _differences(old, new, prefix=''):
+  """Dotted names of the fields whose values differ."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    return [d for k in sorted(set(old) | set(new))
+            for d in _differences(old.get(k), new.get(k), f'{prefix}{k}.')]
+  return [] if old == new else [prefix.rstrip('.')]
+
+
+def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Creates `workdir` with `config.json`, or checks the one it holds.
+
+  Returns:
+    The config as JSON.
+
+  Raises:
+    CheckpointError: `workdir` belongs to an experiment with another config,
+      or cannot be used.
+  """
+  text = config_json(config)
+  path = os.path.join(workdir, CONFIG)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if not os.path.exists(path):
+      checkpoint.atomic_write(path, text.encode())
+      return text
+    with open(path) as f:
+      stored = json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.CheckpointError(
+        f'Cannot use work directory {workdir!r} ({e}). Pick another '
+        '--workdir.') from None
+  changed = _differences(stored, json.loads(text))
+  if changed:
+    raise errors.CheckpointError(
+        f'{workdir} holds an experiment with a different config ({path}; '
+        f'fields that differ: {", ".join(changed)}). Use a new work '
+        'directory, or delete that one to start over.')
+  return text
+
+
+def save_round(workdir: str, state, records: list[dict],
+               config_text: str) -> None:
+  """Checkpoints the state after a round, then rewrites `results.jsonl`."""
+  checkpoint.save(os.path.join(workdir, CHECKPOINT), state, records,
+                  fingerprint(config_text))
+  write_results(workdir, records)
+
+
+def write_results(workdir: str, records: list[dict]) -> None:
+  checkpoint.atomic_write(
+      os.path.join(workdir, RESULTS),
+      ''.join(json.dumps(r) + '\n' for r in records).encode())
+
+
+def restore(workdir: str, like, config_text: str):
+  """`(state, records)` from the checkpoint, or `(like, [])` if none."""
+  path = os.path.join(workdir, CHECKPOINT)
+  if not os.path.lexists(path):
+    return like, []
+  state, records = checkpoint.restore(path, like, fingerprint(config_text))
+  write_results(workdir, records)
+  return state, records
+
+
+def write_summary(workdir: str, records: list[dict], config_text: str) -> dict:
+  """Writes and returns `summary.json`: AUBC, final accuracy, config."""
+  summary = summarize(records)
+  summary['config'] = json.loads(config_text)
+  checkpoint.atomic_write(os.path.join(workdir, SUMMARY),
+                          json.dumps(summary, indent=2).encode())
+  return summary
+
+
+def summarize(records: list[dict]) -> dict:
+  """AUBC and final accuracy of a run's per-round records."""
+  num_labeled = [r['num_labeled'] for r in records]
+  accuracies = [r['test_accuracy'] for r in records]
+  return dict(aubc=metrics.aubc(num_labeled, accuracies),
+              final_accuracy=metrics.final_accuracy(accuracies),
+              num_labeled=num_labeled, test_accuracy=accuracies)
