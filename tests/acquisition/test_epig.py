@@ -60,3 +60,27 @@ def test_select_ignores_zero_rows_of_labeled_points():
       jnp.asarray(labeled), 5, num_targets=40)
   assert len(set(np.asarray(got).tolist())) == 5
   assert np.all(np.asarray(got) >= 10)
+
+
+def test_epig_joint_uses_one_dropout_function_for_pool_and_targets():
+  """Consistent MC dropout: a target that copies a candidate gets the very
+  passes of the candidate, so I[y; y*] is the copy's self-information."""
+  from jal import config as config_lib
+  from jal import models
+  from jal import posterior
+  model = models.get('mlp', 3, 0.5)
+  variables = model.init(jax.random.key(0), (4, 4, 1))
+  images = jax.random.normal(jax.random.key(1), (6, 4, 4, 1))
+  pool = jnp.concatenate([images, images])  # row i + 6 copies row i
+  config = config_lib.default()
+  config.posterior_samples = 8
+  config.eval_chunk = 4
+  log_probs = posterior.get('mc_dropout', model, (4, 4, 1), config).sample(
+      jax.random.key(2), variables, pool, None, None)
+  got = epig.epig_scores(log_probs[:, :6], log_probs[:, 6:7])
+  p = np.exp(np.asarray(log_probs[:, 0], np.float64))  # [K, C], point 0
+  joint = np.einsum('kc,kd->cd', p, p) / p.shape[0]
+  marginal = p.mean(0)
+  entropy = lambda q: -np.sum(q * np.log(q))
+  np.testing.assert_allclose(got[0], 2 * entropy(marginal) - entropy(joint),
+                             rtol=1e-4)
