@@ -1,11 +1,8 @@
 """Clustering and distance computations in linear memory, shared by strategies.
 
-Everything here works on a pool of N points in chunks of rows, so no N×N (or
-N×k for large k) array is ever built: memory is O(N·D) for the points plus one
-chunk-sized tile. Chunks are `lax.fori_loop`s over `dynamic_slice`s of the
-original arrays (no padded copy of the pool); the last chunk starts at
-N − chunk and overlaps the one before it, which is harmless for row-wise maps
-and is masked out where rows are accumulated.
+Everything here works on a pool of N points in chunks of rows
+(`jal.chunking`), so no N×N (or N×k for large k) array is ever built: memory
+is O(N·D) for the points plus one chunk-sized tile.
 
 Squared Euclidean distances between chunks use the expansion
 ‖x‖² − 2⟨x, y⟩ + ‖y‖² (a matrix product), clipped at 0; in float32 its
@@ -25,65 +22,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-DEFAULT_CHUNK = 4096
-
-
-def _num_chunks(n: int, chunk: int) -> int:
-  return -(-n // chunk)
-
-
-def _chunk_start(i, n: int, chunk: int):
-  """Start of chunk i, clamped so the chunk lies inside [0, n)."""
-  return jnp.minimum(i * chunk, n - chunk)
-
-
-def map_rows(fn: Callable[..., object], arrays,
-             chunk_size: int = DEFAULT_CHUNK):
-  """`fn` applied to row chunks of `arrays`, results stacked back to N rows.
-
-  Args:
-    fn: maps chunks `[c, ...]` of each array to a pytree of `[c, ...]` arrays;
-      row i of its output may depend only on row i of its inputs.
-    arrays: sequence of arrays sharing the leading size N.
-    chunk_size: rows per chunk (at most N is used).
-
-  Returns:
-    fn's output pytree with leading size N.
-  """
-  n = arrays[0].shape[0]
-  c = min(chunk_size, n)
-  specs = [jax.ShapeDtypeStruct((c,) + a.shape[1:], a.dtype) for a in arrays]
-  out_specs = jax.eval_shape(fn, *specs)
-  buffers = jax.tree.map(lambda s: jnp.zeros((n,) + s.shape[1:], s.dtype),
-                         out_specs)
-
-  def body(i, buffers):
-    start = _chunk_start(i, n, c)
-    out = fn(*[jax.lax.dynamic_slice_in_dim(a, start, c) for a in arrays])
-    return jax.tree.map(
-        lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o, start, 0),
-        buffers, out)
-
-  return jax.lax.fori_loop(0, _num_chunks(n, c), body, buffers)
-
-
-def fold_rows(fn: Callable[..., object], init, arrays,
-              chunk_size: int = DEFAULT_CHUNK):
-  """Folds `fn(carry, fresh [c] bool, *chunks) -> carry` over row chunks.
-
-  `fresh` marks the rows of the chunk not seen in an earlier chunk (the last
-  chunk overlaps); accumulations must ignore the other rows.
-  """
-  n = arrays[0].shape[0]
-  c = min(chunk_size, n)
-
-  def body(i, carry):
-    start = _chunk_start(i, n, c)
-    fresh = start + jnp.arange(c) >= i * c
-    return fn(carry, fresh,
-              *[jax.lax.dynamic_slice_in_dim(a, start, c) for a in arrays])
-
-  return jax.lax.fori_loop(0, _num_chunks(n, c), body, init)
+from jal.chunking import DEFAULT_CHUNK, fold_rows, map_rows, num_chunks
 
 
 def sq_norms(x: jax.Array) -> jax.Array:
@@ -136,14 +75,12 @@ def min_sq_distances_to_subset(x: jax.Array, subset_mask: jax.Array,
   n = x.shape[0]
   s = min(subset_chunk, n)
   order = jnp.argsort(~subset_mask, stable=True)
-  count = jnp.sum(subset_mask)
   x_sq = sq_norms(x)
 
   def block(j, min_sq):
-    start = _chunk_start(j, n, s)
-    members = jax.lax.dynamic_slice_in_dim(order, start, s)
-    position = start + jnp.arange(s)
-    valid = position < count
+    # The slice is clamped inside [0, N): the last block may repeat members.
+    members = jax.lax.dynamic_slice_in_dim(order, j * s, s)
+    valid = subset_mask[members]
     y, y_sq = x[members], x_sq[members]
 
     def tile(x_chunk, x_sq_chunk, min_chunk):
@@ -153,7 +90,7 @@ def min_sq_distances_to_subset(x: jax.Array, subset_mask: jax.Array,
 
     return map_rows(tile, (x, x_sq, min_sq), chunk_size)
 
-  num_blocks = (count + s - 1) // s
+  num_blocks = num_chunks(jnp.sum(subset_mask), s)
   return jax.lax.fori_loop(0, num_blocks, block,
                            jnp.full((n,), jnp.inf, x.dtype))
 
@@ -430,73 +367,3 @@ def pca_project(x: jax.Array, dim: int) -> jax.Array:
   _, vectors = jnp.linalg.eigh(cov)
   axes = vectors[:, ::-1][:, :dim]
   return jnp.matmul(x, axes) - jnp.matmul(mean, axes)
-
-
-def average_linkage(x: jax.Array, num_clusters: int,
-                    distance_threshold: float | None = None) -> jax.Array:
-  """Agglomerative clustering with average linkage, on a small point set.
-
-  Merges the two clusters of least mean pairwise Euclidean distance, updating
-  the linkage of the merged cluster by the Lance–Williams formula
-  d(k, i ∪ j) = (n_i d(k, i) + n_j d(k, j)) / (n_i + n_j), until
-  `num_clusters` remain or the least linkage reaches `distance_threshold`
-  (as scikit-learn's `AgglomerativeClustering`).
-  It holds the m×m linkage matrix (O(m²) memory) and each row's nearest
-  cluster; a merge updates two rows and columns and re-scans only the rows
-  whose nearest cluster was one of the two merged, so a whole clustering
-  typically takes O(m²) time (O(m³) at worst). m must stay moderate (a few
-  thousand); see `jal.acquisition.cluster_margin` for pools.
-
-  Args:
-    x: [m, D] float32 points.
-    num_clusters: static lower bound on the number of clusters (≥ 1).
-    distance_threshold: optional; stop when the least linkage is ≥ it.
-
-  Returns:
-    [m] int32 cluster ids 0, 1, …, numbered by their lowest member.
-  """
-  m = x.shape[0]
-  rows = jnp.arange(m)
-  dist = jnp.sqrt(pairwise_sq_distances(x, x))
-  dist = jnp.where(jnp.eye(m, dtype=bool), jnp.inf, dist)
-  threshold = jnp.inf if distance_threshold is None else distance_threshold
-
-  def keep_merging(carry):
-    _, nearest_d, _, _, _, count = carry
-    return (count > num_clusters) & (jnp.min(nearest_d) < threshold)
-
-  def rescan(carry):
-    dist, nearest_d, nearest_i, stale = carry
-    r = jnp.argmax(stale)
-    return (dist, nearest_d.at[r].set(jnp.min(dist[r])),
-            nearest_i.at[r].set(jnp.argmin(dist[r])), stale.at[r].set(False))
-
-  def merge(carry):
-    dist, nearest_d, nearest_i, sizes, label, count = carry
-    i = jnp.argmin(nearest_d)
-    j = nearest_i[i]
-    keep, gone = jnp.minimum(i, j), jnp.maximum(i, j)
-    merged = ((sizes[keep] * dist[keep] + sizes[gone] * dist[gone]) /
-              (sizes[keep] + sizes[gone]))
-    merged = merged.at[keep].set(jnp.inf).at[gone].set(jnp.inf)
-    dist = dist.at[keep, :].set(merged).at[:, keep].set(merged)
-    dist = dist.at[gone, :].set(jnp.inf).at[:, gone].set(jnp.inf)
-    sizes = sizes.at[keep].add(sizes[gone]).at[gone].set(0.0)
-    label = jnp.where(label == gone, keep, label)
-    # Rows that pointed at a merged cluster may now be farther from every
-    # cluster: re-scan them. Others only get closer to the merged one.
-    stale = ((nearest_i == keep) | (nearest_i == gone) | (rows == keep)) & (
-        sizes > 0)
-    closer = merged < nearest_d
-    nearest_i = jnp.where(closer, keep, nearest_i)
-    nearest_d = jnp.where(closer, merged, nearest_d).at[gone].set(jnp.inf)
-    _, nearest_d, nearest_i, _ = jax.lax.while_loop(
-        lambda c: jnp.any(c[3]), rescan, (dist, nearest_d, nearest_i, stale))
-    return dist, nearest_d, nearest_i, sizes, label, count - 1
-
-  init = (dist, jnp.min(dist, axis=1), jnp.argmin(dist, axis=1),
-          jnp.ones((m,), x.dtype), rows, jnp.asarray(m))
-  label = jax.lax.while_loop(keep_merging, merge, init)[4]
-  is_root = label == rows
-  compact = jnp.cumsum(is_root) - 1
-  return compact[label].astype(jnp.int32)

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from jal import chunking
+
 AXIS = 'samples'
 
 
@@ -37,7 +39,7 @@ def map_sharded(fn: Callable[..., jax.Array], sharded, replicated,
   """
   mesh = device_mesh()
   num_devices = mesh.devices.size
-  padded = -(-size // num_devices) * num_devices
+  padded = chunking.num_chunks(size, num_devices) * num_devices
 
   def pad(x):
     return jnp.concatenate([x, jnp.repeat(x[:1], padded - size, axis=0)])

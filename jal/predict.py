@@ -10,7 +10,7 @@ pass k is one function ω_k applied to every point — each point is run as a
 batch of one with the pass's key, so every point sees the same dropout
 masks whatever the chunking or device count, as the joint predictives of
 BatchBALD and EPIG require. *Per-point*: each chunk draws its own masks
-(`fold_in(key, chunk)`), like a training forward pass; enough for scores
+(`fold_in(key, first row of the chunk)`), like a training forward pass; enough for scores
 that only need each point's marginal.
 """
 
@@ -64,10 +64,11 @@ def predict(model: models.Model, variables: models.Variables,
     logits [N, C] float32 and embeddings [N, D] float32.
   """
 
-  def run(index, rows):
+  def run(rows):
     chunk_key = key
     if key is not None and not consistent:
-      chunk_key = jax.random.fold_in(key, index)
+      # A chunk's first row is distinct for every chunk: its own masks.
+      chunk_key = jax.random.fold_in(key, rows[0])
     out = forward(model, variables, images[rows], key=chunk_key,
                   consistent=consistent)
     return out.logits, out.embedding
@@ -85,7 +86,7 @@ def features(model: models.Model, variables: models.Variables,
     exposes none.
   """
   return chunking.map_masked(
-      lambda index, rows: model.apply(variables, images[rows]).features,
+      lambda rows: model.apply(variables, images[rows]).features,
       images.shape[0], chunk_size, include_mask)
 
 

@@ -1,4 +1,4 @@
-"""Chunked distances, k-means, k-NN and HAC against plain numpy references."""
+"""Chunked distances, k-means and k-NN against plain numpy references."""
 
 import functools
 
@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sklearn.cluster import AgglomerativeClustering
 
 from jal import cluster
 
@@ -164,42 +163,6 @@ def test_knn_matches_full_matrix(use_groups):
   np.testing.assert_array_equal(idx, want_idx)
   np.testing.assert_allclose(sq, np.take_along_axis(d, want_idx, 1), rtol=1e-4,
                              atol=1e-5)
-
-
-def _same_partition(a, b):
-  a, b = np.asarray(a), np.asarray(b)
-  pairs = set(zip(a.tolist(), b.tolist()))
-  return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
-
-
-@pytest.mark.parametrize('num_clusters', [1, 2, 5, 12])
-def test_average_linkage_matches_sklearn(num_clusters):
-  x = _points(60, 3, seed=num_clusters)
-  got = jax.jit(cluster.average_linkage, static_argnums=1)(x, num_clusters)
-  want = AgglomerativeClustering(n_clusters=num_clusters,
-                                 linkage='average').fit_predict(x)
-  assert len(set(np.asarray(got).tolist())) == num_clusters
-  assert _same_partition(got, want)
-
-
-def test_average_linkage_matches_sklearn_on_blobs():
-  rng = np.random.default_rng(8)
-  means = rng.normal(0, 6, (8, 4))
-  x = (means[rng.integers(0, 8, 300)] + rng.normal(size=(300, 4))).astype(
-      np.float32)
-  for num_clusters in (3, 8, 40):
-    got = cluster.average_linkage(x, num_clusters)
-    want = AgglomerativeClustering(n_clusters=num_clusters,
-                                   linkage='average').fit_predict(x)
-    assert _same_partition(got, want)
-
-
-def test_average_linkage_distance_threshold_matches_sklearn():
-  x = _points(50, 2, seed=7)
-  got = cluster.average_linkage(x, 1, distance_threshold=1.0)
-  want = AgglomerativeClustering(n_clusters=None, distance_threshold=1.0,
-                                 linkage='average').fit_predict(x)
-  assert _same_partition(got, want)
 
 
 def test_pca_project_matches_numpy_svd():

@@ -183,7 +183,7 @@ def _gradient_norm_strategy(chunk_size=7):
   def scores(logits_fn, images):
     top = lambda x: jnp.max(logits_fn(x[None])[0])
     grads = chunking.map_masked(
-        lambda index, rows: (jax.vmap(jax.grad(top))(images[rows]),),
+        lambda rows: (jax.vmap(jax.grad(top))(images[rows]),),
         images.shape[0], chunk_size)[0]
     return jnp.sqrt(jnp.sum(grads.reshape(images.shape[0], -1)**2, -1))
 

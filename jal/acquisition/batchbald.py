@@ -33,15 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jal import chunking
 from jal import errors
+from jal import information
 from jal.acquisition.base import stateless
 
 
 def conditional_entropy(log_probs: jax.Array) -> jax.Array:
   """E_k H[p_k] of every point; [K, N, C] → [N]."""
-  probs = jnp.exp(log_probs)
-  return -jnp.mean(jnp.sum(jnp.where(probs > 0, probs * log_probs, 0.0), -1),
-                   axis=0)
+  return jnp.mean(information.entropy(jnp.exp(log_probs)), axis=0)
 
 
 def _candidate_scores(log_joint: jax.Array, exact: bool, log_probs: jax.Array,
@@ -74,22 +74,15 @@ def _candidate_scores(log_joint: jax.Array, exact: bool, log_probs: jax.Array,
         mean > 0, 1.0 / (num_configs * jnp.maximum(mean, 1e-30)), 0.0)
 
   chunk = max(1, min(n, chunk_elements // (num_configs * num_classes)))
-  num_chunks = -(-n // chunk)
-  order = jnp.argsort(~available, stable=True).astype(jnp.int32)
-  order = jnp.concatenate([order, order[:num_chunks * chunk - n]])
-  num_needed = (jnp.sum(available) + chunk - 1) // chunk
 
-  def body(i, scores):
-    rows = jax.lax.dynamic_slice(order, (i * chunk,), (chunk,))
+  def score(rows):  # [B] → [B]
     probs = jnp.exp(log_probs[:, rows, :]).reshape(num_passes, -1)
     joint = (scaled.T @ probs) / num_passes  # [S, B·C]
     log_joint_c = jnp.log(jnp.where(joint > 0, joint, 1.0))
     entropy = -(weights @ (joint * (top[:, None] + log_joint_c)))
-    entropy = entropy.reshape(chunk, num_classes).sum(-1)
-    return scores.at[rows].set(entropy - cond[rows])
+    return entropy.reshape(chunk, num_classes).sum(-1) - cond[rows]
 
-  scores = jax.lax.fori_loop(0, num_needed, body,
-                             jnp.full((n,), -jnp.inf, jnp.float32))
+  scores = chunking.map_masked(score, n, chunk, available)
   scores = jnp.where(jnp.isnan(scores), jnp.finfo(jnp.float32).min, scores)
   return jnp.where(available, scores, -jnp.inf)
 

@@ -10,14 +10,9 @@ scores of `jal.acquisition.uncertainty` fed the mean of the K passes.
 import jax
 import jax.numpy as jnp
 
+from jal import information
 from jal.acquisition import uncertainty
 from jal.acquisition.base import score_strategy
-
-
-def _entropy_of_log_probs(log_probs: jax.Array) -> jax.Array:
-  """−Σ_c p_c log p_c along the last axis, 0·log 0 = 0."""
-  probs = jnp.exp(log_probs)
-  return -jnp.sum(jnp.where(probs > 0, probs * log_probs, 0.0), axis=-1)
 
 
 def bald(log_probs: jax.Array) -> jax.Array:
@@ -29,7 +24,7 @@ def bald(log_probs: jax.Array) -> jax.Array:
   Returns:
     [N] float32, ≥ 0 up to rounding; zero when all passes agree.
   """
-  expected_entropy = jnp.mean(_entropy_of_log_probs(log_probs), axis=0)
+  expected_entropy = jnp.mean(information.entropy(jnp.exp(log_probs)), axis=0)
   return uncertainty.entropy(log_probs) - expected_entropy
 
 

@@ -10,7 +10,7 @@ taking a random member of each cluster per turn.
 
 How the clustering scales: exact HAC needs the N×N linkage matrix and O(N³)
 time (O(N² log N) with priority queues), out of reach for pools of 10^5–10^6.
-jal runs exact average-linkage HAC (`jal.cluster.average_linkage`) on a
+jal runs exact average-linkage HAC (`jal.linkage.average_linkage`) on a
 uniform random subsample of `hac_sample` pool points (m² memory, m³/… time:
 a few seconds for m = 2000), cutting it at `num_clusters` clusters (or at
 `distance_threshold`), and then gives every pool point the cluster of its
@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jal import cluster
+from jal import linkage
 from jal.acquisition import uncertainty
 from jal.acquisition.base import Strategy, top_k_unlabeled
 
@@ -49,7 +50,7 @@ def hac_pool_clusters(key: jax.Array, features: jax.Array, num_clusters: int,
   else:
     sample = jax.random.choice(key, n, (sample_size,), replace=False)
   sample_points = features[sample]
-  sample_ids = cluster.average_linkage(sample_points, num_clusters,
+  sample_ids = linkage.average_linkage(sample_points, num_clusters,
                                        distance_threshold)
   nearest, _ = cluster.assign(features, sample_points, chunk_size=chunk_size)
   return sample_ids[nearest]

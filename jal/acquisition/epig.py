@@ -16,12 +16,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jal import chunking
+from jal import information
 from jal.acquisition.base import stateless, top_k_unlabeled
-
-
-def _entropy(probs: jax.Array, axes) -> jax.Array:
-  return -jnp.sum(jnp.where(probs > 0, probs * jnp.log(
-      jnp.where(probs > 0, probs, 1.0)), 0.0), axis=axes)
 
 
 def sample_targets(key: jax.Array, labeled_mask: jax.Array,
@@ -46,23 +43,18 @@ def epig_scores(log_probs: jax.Array, target_log_probs: jax.Array, *,
   Returns:
     [N] float32, ≥ 0 up to rounding.
   """
-  num_passes, n, num_classes = log_probs.shape
+  num_passes, n, _ = log_probs.shape
   target_probs = jnp.exp(target_log_probs)  # [K, M, C]
-  target_entropy = jnp.mean(_entropy(jnp.mean(target_probs, 0), -1))
-  chunk_size = min(chunk_size, n)
-  num_chunks = -(-n // chunk_size)
-  padded = jnp.pad(log_probs, ((0, 0), (0, num_chunks * chunk_size - n),
-                               (0, 0)))
-  chunks = padded.reshape(num_passes, num_chunks, chunk_size,
-                          num_classes).swapaxes(0, 1)
+  target_entropy = jnp.mean(information.entropy(jnp.mean(target_probs, 0)))
 
-  def score(chunk):  # [K, B, C] → [B]
-    probs = jnp.exp(chunk)
+  def score(rows):  # [B] → [B]
+    probs = jnp.exp(log_probs[:, rows])  # [K, B, C]
     joint = jnp.einsum('kbc,kmd->bmcd', probs, target_probs) / num_passes
-    joint_entropy = jnp.mean(_entropy(joint, (-2, -1)), axis=-1)
-    return _entropy(jnp.mean(probs, 0), -1) + target_entropy - joint_entropy
+    joint_entropy = jnp.mean(information.entropy(joint, (-2, -1)), axis=-1)
+    return (information.entropy(jnp.mean(probs, 0)) + target_entropy -
+            joint_entropy)
 
-  return jax.lax.map(score, chunks).reshape(-1)[:n]
+  return chunking.map_masked(score, n, chunk_size)
 
 
 def _select(key, inputs, labeled_mask, query_size, num_targets: int = 100,

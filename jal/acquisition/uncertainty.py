@@ -9,6 +9,7 @@ deterministic pass). DeepAL+ names the MC-dropout ("D") versions
 import jax
 import jax.numpy as jnp
 
+from jal import information
 from jal.acquisition.base import score_strategy, stateless, top_k_unlabeled
 
 
@@ -19,8 +20,7 @@ def mean_probs(log_probs: jax.Array) -> jax.Array:
 
 def entropy(log_probs: jax.Array) -> jax.Array:
   """H[p] = −Σ_c p_c log p_c of the mean prediction; [K, N, C] → [N]."""
-  probs = mean_probs(log_probs)
-  return -jnp.sum(probs * jnp.log(jnp.where(probs > 0, probs, 1.0)), axis=-1)
+  return information.entropy(mean_probs(log_probs))
 
 
 def margin(log_probs: jax.Array) -> jax.Array:

@@ -9,6 +9,7 @@ devices with `jal.devices.map_sharded`.
 import jax
 import jax.numpy as jnp
 
+from jal import chunking
 from jal import devices
 from jal import models
 from jal import predict
@@ -97,8 +98,6 @@ def bn_train(model: models.Model, input_shape, config) -> dict:
   coincide). On a model without batch norm every pass is the deterministic
   one.
   """
-  chunk_size = config.eval_chunk
-
   def sample(key, variables, images, labeled_mask, include_mask):
     del labeled_mask
     n = images.shape[0]
@@ -108,26 +107,16 @@ def bn_train(model: models.Model, input_shape, config) -> dict:
     def one_pass(k, replicated):
       variables, images, include_mask = replicated
       noise = jax.random.uniform(jax.random.fold_in(key, k), (n,))
-      order = jnp.argsort(jnp.where(include_mask, noise, 2.0))
-      # Chunks of the shuffled order; the last one is padded by wrapping
-      # round the points of interest.
-      count = jnp.maximum(jnp.sum(include_mask), 1)
-      size = min(chunk_size, n)
-      num_chunks = -(-n // size)
+      shuffled = jnp.argsort(jnp.where(include_mask, noise, 2.0))
 
-      def body(i, out):
-        positions = i * size + jnp.arange(size)
-        rows = order[positions % count]
-        logits = model.apply(variables, images[rows], train=True).logits
-        # Wrapped-round rows keep the value of their own chunk.
-        rows = jnp.where(positions < count, rows, n)
-        return out.at[rows].set(jax.nn.log_softmax(logits), mode='drop')
+      def run(rows):  # positions in the shuffled order
+        logits = model.apply(variables, images[shuffled[rows]],
+                             train=True).logits
+        return jax.nn.log_softmax(logits)
 
-      needed = (count + size - 1) // size
-      return jax.lax.fori_loop(
-          0, jnp.minimum(needed, num_chunks), body,
-          jnp.zeros((n, jax.eval_shape(
-              lambda: model.apply(variables, images[:1]).logits).shape[-1])))
+      out = chunking.map_masked(run, n, config.eval_chunk,
+                                include_mask[shuffled])
+      return jnp.zeros_like(out).at[shuffled].set(out)
 
     return devices.map_sharded(one_pass, jnp.arange(config.posterior_samples),
                                (variables, images, include_mask),

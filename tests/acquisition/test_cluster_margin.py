@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jal import acquisition
-from jal import cluster
+from jal import linkage
 from jal.acquisition import cluster_margin
 from jal.acquisition import uncertainty
 
@@ -49,7 +49,7 @@ def test_hac_pool_clusters_exact_when_sample_covers_pool():
   x = _points(50, 3)
   got = cluster_margin.hac_pool_clusters(jax.random.key(0), x, 4,
                                          sample_size=50)
-  np.testing.assert_array_equal(got, cluster.average_linkage(x, 4))
+  np.testing.assert_array_equal(got, linkage.average_linkage(x, 4))
 
 
 def test_hac_pool_clusters_extends_sample_by_nearest_neighbour():
@@ -58,7 +58,7 @@ def test_hac_pool_clusters_extends_sample_by_nearest_neighbour():
   got = np.asarray(cluster_margin.hac_pool_clusters(key, x, 5, sample_size=40,
                                                     chunk_size=64))
   sample = np.asarray(jax.random.choice(key, 300, (40,), replace=False))
-  sample_ids = np.asarray(cluster.average_linkage(x[sample], 5))
+  sample_ids = np.asarray(linkage.average_linkage(x[sample], 5))
   d = ((x[:, None] - x[sample][None]) ** 2).sum(-1)
   np.testing.assert_array_equal(got, sample_ids[d.argmin(1)])
   assert len(set(got.tolist())) == 5
