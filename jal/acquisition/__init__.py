@@ -17,7 +17,7 @@ from jal.acquisition import kmeans
 from jal.acquisition import stochastic
 from jal.acquisition import uncertainty
 from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
-                                  score_strategy, stateless,
+                                  query, score_strategy, stateless,
                                   top_k_unlabeled)
 
 _FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,

@@ -130,6 +130,24 @@ def check_hparams(strategy: Strategy, values: Mapping[str, Any]) -> dict:
   return {**strategy.hparams, **values}
 
 
+def query(strategy: Strategy, key: jax.Array, inputs: dict,
+          labeled_mask: jax.Array, query_size: int, **hparams) -> jax.Array:
+  """One query of `strategy` outside the loop: `init`, then `select`.
+
+  For research use on fixed inputs; hyperparameters not given take the
+  strategy's defaults.
+
+  Returns:
+    [query_size] int32 pool indices.
+  """
+  hparams = check_hparams(strategy, hparams)
+  state = strategy.init(jax.random.fold_in(key, 1), inputs, labeled_mask,
+                        **hparams)
+  indices, _ = strategy.select(key, inputs, labeled_mask, state, query_size,
+                               **hparams)
+  return indices
+
+
 def top_k_unlabeled(scores: jax.Array, labeled_mask: jax.Array,
                     query_size: int) -> jax.Array:
   """Indices of the `query_size` highest-scoring unlabeled points.

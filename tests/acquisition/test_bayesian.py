@@ -74,7 +74,7 @@ def test_strategies_pick_top_scores_on_mc_passes(name, reference):
   labeled[::3] = True
   strategy = acquisition.get(name)
   assert strategy.needs == ('mc_log_probs',)
-  got = strategy.select(jax.random.key(0),
+  got = acquisition.query(strategy, jax.random.key(0),
                         {'mc_log_probs': jnp.asarray(log_probs, jnp.float32)},
                         jnp.asarray(labeled), 5)
   scores = np.where(labeled, -np.inf, reference(log_probs))

@@ -45,7 +45,8 @@ def _labeled(n, count, seed=1):
 def test_kcenter_matches_brute_force(n, d, num_labeled, b):
   x = _points(n, d, seed=n)
   labeled = _labeled(n, num_labeled)
-  select = jax.jit(acquisition.get('kcenter').select, static_argnums=3)
+  select = jax.jit(functools.partial(acquisition.query, acquisition.get('kcenter')),
+                 static_argnums=3)
   got = select(jax.random.key(0), {'embeddings': jnp.asarray(x)},
                jnp.asarray(labeled), b)
   np.testing.assert_array_equal(got, _numpy_kcenter(x, labeled, b))
@@ -64,7 +65,7 @@ def test_kcenter_breaks_ties_by_lowest_index():
 def test_kcenter_pca_option_equals_kcenter_on_projected_features():
   x = _points(120, 10, seed=3)
   labeled = _labeled(120, 5)
-  got = acquisition.get('kcenter').select(
+  got = acquisition.query(acquisition.get('kcenter'), 
       jax.random.key(0), {'embeddings': jnp.asarray(x)}, jnp.asarray(labeled),
       6, pca_dim=3)
   projected = np.asarray(cluster.pca_project(x, 3))
@@ -82,7 +83,7 @@ def test_kmeans_picks_the_point_nearest_each_blob_mean():
   x, blob = _blobs()
   labeled = np.zeros(len(x), bool)
   labeled[::7] = True
-  got = np.asarray(acquisition.get('kmeans').select(
+  got = np.asarray(acquisition.query(acquisition.get('kmeans'), 
       jax.random.key(0), {'embeddings': jnp.asarray(x)}, jnp.asarray(labeled),
       4))
   want = []
@@ -114,7 +115,7 @@ def test_dbal_picks_from_the_margin_prefilter():
   labeled = _labeled(n, 30)
   inputs = {'embeddings': jnp.asarray(x), 'log_probs': jnp.asarray(
       log_probs)[None]}
-  select = jax.jit(functools.partial(acquisition.get('dbal').select,
+  select = jax.jit(functools.partial(acquisition.query, acquisition.get('dbal'),
                                      beta=beta), static_argnums=3)
   got = np.asarray(select(jax.random.key(0), inputs, jnp.asarray(labeled), b))
   score = np.asarray(uncertainty.margin(jnp.asarray(log_probs)[None]))
@@ -123,7 +124,7 @@ def test_dbal_picks_from_the_margin_prefilter():
   assert len(set(got.tolist())) == b
   assert set(got.tolist()) <= set(prefilter.tolist())
   # beta = 1: the k-means has one centre per candidate, so it picks them all.
-  got1 = acquisition.get('dbal').select(jax.random.key(0), inputs,
+  got1 = acquisition.query(acquisition.get('dbal'), jax.random.key(0), inputs,
                                         jnp.asarray(labeled), b, beta=1)
   assert sorted(np.asarray(got1).tolist()) == sorted(prefilter[:b].tolist())
 
@@ -175,7 +176,7 @@ def test_badge_factorized_selection_equals_materialized(seed):
   log_probs = jnp.asarray(_log_probs(n, c, seed))
   labeled = jnp.asarray(_labeled(n, 20, seed))
   key = jax.random.key(seed)
-  got = acquisition.get('badge').select(
+  got = acquisition.query(acquisition.get('badge'), 
       key, {'embeddings': h, 'log_probs': log_probs[None]}, labeled, b)
   g = badge.materialize(badge.loss_gradient_wrt_logits(log_probs), h)
   first = jnp.argmax(jnp.where(labeled, -jnp.inf, jnp.sum(g * g, 1)))

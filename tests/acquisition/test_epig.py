@@ -55,7 +55,7 @@ def test_select_ignores_zero_rows_of_labeled_points():
   labeled = np.zeros(30, bool)
   labeled[:10] = True
   log_probs[:, :10] = 0.0
-  got = acquisition.get('epig').select(
+  got = acquisition.query(acquisition.get('epig'), 
       jax.random.key(0), {'mc_log_probs': jnp.asarray(log_probs, jnp.float32)},
       jnp.asarray(labeled), 5, num_targets=40)
   assert len(set(np.asarray(got).tolist())) == 5

@@ -60,7 +60,7 @@ def test_strategies_return_distinct_unlabeled_indices(name):
   log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32))
   labeled = jnp.arange(30) % 4 == 0
   strategy = acquisition.get(name)
-  got = np.asarray(strategy.select(jax.random.key(3),
+  got = np.asarray(acquisition.query(strategy, jax.random.key(3),
                                    {'mc_log_probs': log_probs}, labeled, 12,
                                    beta=2.0))
   assert len(set(got.tolist())) == 12
@@ -71,7 +71,7 @@ def test_large_beta_power_bald_approaches_top_k():
   logits = np.random.default_rng(1).normal(0, 2, (5, 40, 4))
   log_probs = jax.nn.log_softmax(jnp.asarray(logits, jnp.float32))
   labeled = jnp.zeros(40, bool)
-  got = acquisition.get('power_bald').select(
+  got = acquisition.query(acquisition.get('power_bald'), 
       jax.random.key(0), {'mc_log_probs': log_probs}, labeled, 3, beta=1e4)
   top = np.argsort(-np.asarray(bayesian.bald(log_probs)))[:3]
   np.testing.assert_array_equal(np.sort(got), np.sort(top))
