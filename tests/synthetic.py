@@ -1,8 +1,10 @@
 """Small synthetic datasets for tests."""
 
 import numpy as np
+from flax import linen
 
 from jal import data
+from jal import models
 
 
 def make_blobs_dataset(num_pool=120, num_test=60, num_classes=3, side=4,
@@ -20,3 +22,18 @@ def make_blobs_dataset(num_pool=120, num_test=60, num_classes=3, side=4,
   test_images, test_labels = draw(num_test)
   return data.Dataset(pool_images, pool_labels, test_images, test_labels,
                       num_classes, 'blobs')
+
+
+class _BatchNormNet(linen.Module):
+  """Dense → batch norm → ReLU → Dense: the smallest net with batch norm."""
+
+  @linen.compact
+  def __call__(self, x, train: bool = False):
+    x = linen.Dense(16)(x.reshape(x.shape[0], -1))
+    embedding = linen.relu(linen.BatchNorm(use_running_average=not train)(x))
+    return linen.Dense(3)(embedding), embedding
+
+
+def batch_norm_model() -> models.Model:
+  """A 3-class model with batch norm, quick to compile (for `bn_train`)."""
+  return models.from_linen(_BatchNormNet())

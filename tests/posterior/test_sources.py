@@ -17,6 +17,7 @@ from jal import posterior
 from jal import predict
 from jal import train
 from jal.posterior import sources
+from tests import synthetic
 from tests.synthetic import make_blobs_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -128,7 +129,7 @@ def test_fitting_an_ensemble_equals_fitting_each_member(in_jit_loop):
 
 
 def test_bn_train_passes_use_batch_statistics():
-  model = models.get('resnet18', 3, 0.0)
+  model = synthetic.batch_norm_model()
   variables = model.init(jax.random.key(0), (8, 8, 1))
   images = jax.random.normal(jax.random.key(1), (12, 8, 8, 1))
   source = posterior.get('bn_train', model, (8, 8, 1),
@@ -169,7 +170,7 @@ def _mnist_config(name):
     ('mnist_bald', 'mc_dropout', 'lenet'),
     ('mnist_batchbald', 'mc_dropout', 'mlp'),
     ('mnist_bald', 'ensemble', 'mlp'), ('mnist_bald', 'laplace', 'mlp'),
-    ('mnist_bald', 'bn_train', 'resnet18')])
+    ('mnist_bald', 'bn_train', 'batch_norm')])
 def test_ci_sized_mnist_configs_run(name, source, model, tmp_path):
   """The MNIST configs on blobs, shrunk to seconds, for every source."""
   config = _mnist_config(name)
@@ -187,12 +188,15 @@ def test_ci_sized_mnist_configs_run(name, source, model, tmp_path):
   config.posterior = source
   if name == 'mnist_batchbald':
     config.hparams.batchbald.num_samples = 20  # exact, then sampled steps
-  side = {'lenet': 16, 'resnet18': 8}.get(model, 4)
+  side = {'lenet': 16}.get(model, 4)
   blobs = make_blobs_dataset(num_pool=80, num_test=30, side=side)
-  summary = loop.run(config, str(tmp_path), dataset=blobs)
+  user_model = None
+  if model == 'batch_norm':  # a user's model with batch norm
+    config.model, user_model = 'mlp', synthetic.batch_norm_model()
+  summary = loop.run(config, str(tmp_path), dataset=blobs, model=user_model)
   assert summary['num_labeled'] == [6, 10, 14]
   assert all(0.0 <= a <= 1.0 for a in summary['test_accuracy'])
-  exp, data = loop.setup(config, blobs)
+  exp, data = loop.setup(config, blobs, model=user_model)
   first = loop.init_state(exp, data, None)
   # 2 initial labels of each class.
   np.testing.assert_array_equal(
