@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from jal import acquisition
 from jal import loop
 from jal import oracle as oracles
+from jal import rounds
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', 'configs/mnist_deepal.py', 'Experiment config.')
@@ -66,9 +67,11 @@ def main(argv):
     strategy_config = ml_collections.ConfigDict(config.to_dict())
     strategy_config.strategy = name
     strategy_exp, _ = loop.setup(strategy_config, dataset)
+    strategy_state = state._replace(strategy_state=rounds.initial_strategy_state(
+        strategy_exp, data, state))
     query = loop.RoundFns(strategy_exp).query
-    first, _ = _timed(lambda: query(data, trained, state))
-    times = [_timed(lambda: query(data, trained, state))[0]
+    first, _ = _timed(lambda: query(data, trained, strategy_state))
+    times = [_timed(lambda: query(data, trained, strategy_state))[0]
              for _ in range(_REPEATS.value)]
     print(f'  {name:26s} {statistics.median(times):7.3f}  {min(times):7.3f}'
           f'   (first call {first:.2f})', flush=True)
