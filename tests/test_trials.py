@@ -159,6 +159,17 @@ def test_fast_under_vmap(tiny_config, monkeypatch):
     trials.fast_under_vmap(tiny_config)
 
 
+def _run_both(config, tmp_path):
+  """Work directories of `trials.run` and of `loop.run` seed by seed."""
+  vmapped = [str(tmp_path / f'vmap{s}') for s in SEEDS]
+  sequential_dirs = [str(tmp_path / f'seq{s}') for s in SEEDS]
+  trials.run(config, SEEDS, vmapped)
+  for seed, workdir in zip(SEEDS, sequential_dirs):
+    config.seed = seed
+    loop.run(config, workdir)
+  return vmapped, sequential_dirs
+
+
 def test_strategies_slow_under_vmap_still_equal_sequential_runs(
     tiny_config, monkeypatch, tmp_path):
   # Not fast under vmap (a loop runs to the longest trip count) but exact.
@@ -167,12 +178,7 @@ def test_strategies_slow_under_vmap_still_equal_sequential_runs(
   tiny_config.train_loop = 'jit'
   tiny_config.num_epochs = 1
   tiny_config.num_rounds = 2
-  vmapped = [str(tmp_path / f'vmap{s}') for s in SEEDS]
-  sequential_dirs = [str(tmp_path / f'seq{s}') for s in SEEDS]
-  trials.run(tiny_config, SEEDS, vmapped)
-  for seed, workdir in zip(SEEDS, sequential_dirs):
-    tiny_config.seed = seed
-    loop.run(tiny_config, workdir)
+  vmapped, sequential_dirs = _run_both(tiny_config, tmp_path)
   _assert_same_runs(vmapped, sequential_dirs)
 
 
@@ -225,11 +231,6 @@ def test_every_posterior_source_runs_vmapped_as_sequentially(
   tiny_config.train_loop = 'jit'
   tiny_config.num_epochs = 2
   tiny_config.num_rounds = 2
-  vmapped = [str(tmp_path / f'vmap{s}') for s in SEEDS]
-  sequential_dirs = [str(tmp_path / f'seq{s}') for s in SEEDS]
-  trials.run(tiny_config, SEEDS, vmapped)
-  for seed, workdir in zip(SEEDS, sequential_dirs):
-    tiny_config.seed = seed
-    loop.run(tiny_config, workdir)
+  vmapped, sequential_dirs = _run_both(tiny_config, tmp_path)
   _assert_same_runs(vmapped, sequential_dirs, atol=1e-5)
   assert all(len(r['selected']) == 10 for r in _records(vmapped[0])[:-1])
