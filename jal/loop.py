@@ -92,7 +92,8 @@ def init_state(exp: Experiment, data: Data,
                oracle: oracles.Oracle | None) -> ALState:
   """Round 0's state: the initial labeled set with its labels revealed.
 
-  With `oracle=None` the labels stay -1: a template to restore into.
+  With `oracle=None` the labels stay -1: a template to restore into, whose
+  labels `reveal_initial` fills later.
   """
   initial_key, warm_key, rounds_key = jax.random.split(
       jax.random.key(exp.config.seed), 3)
@@ -102,14 +103,21 @@ def init_state(exp: Experiment, data: Data,
   mask = np.zeros(pool_size, bool)
   labels = np.full(pool_size, -1, np.int32)
   mask[initial] = True
-  if oracle is not None:
-    labels[initial] = oracle(initial)
   variables = (rounds.initial_variables(exp, warm_key)
                if exp.config.warm_start else ())
   state = ALState(jnp.zeros((), jnp.int32), jnp.asarray(mask),
                   jnp.asarray(labels), rounds_key, (), variables)
-  return state._replace(
+  state = state._replace(
       strategy_state=rounds.initial_strategy_state(exp, data, state))
+  return state if oracle is None else reveal_initial(state, oracle)
+
+
+def reveal_initial(state: ALState, oracle: oracles.Oracle) -> ALState:
+  """`state` with the oracle's labels of its labeled set."""
+  initial = np.flatnonzero(np.asarray(state.labeled_mask))
+  labels = np.asarray(state.labels).copy()
+  labels[initial] = oracle(initial)
+  return state._replace(labels=jnp.asarray(labels))
 
 
 class RoundFns:
@@ -210,12 +218,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   exp, data = setup(config, dataset, model, strategy)
   oracle = oracle or oracles.simulated(dataset.pool_labels)
   config_text = workdir_lib.open_workdir(config, workdir)
-  state, records = workdir_lib.restore(
-      workdir, init_state(exp, data, None), config_text)
+  template = init_state(exp, data, None)
+  state, records = workdir_lib.restore(workdir, template, config_text)
   if records:
     logging.info('Resuming %s after round %d.', workdir, len(records) - 1)
   else:
-    state = init_state(exp, data, oracle)
+    state = reveal_initial(template, oracle)
   fns = RoundFns(exp)
   while int(state.round) <= config.num_rounds:
     state, record = step(fns, data, state, oracle)

@@ -15,7 +15,6 @@ that only need each point's marginal.
 """
 
 import jax
-import jax.numpy as jnp
 
 from jal import chunking
 from jal import models

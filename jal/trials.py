@@ -35,7 +35,6 @@ import numpy as np
 
 from jal import acquisition
 from jal import checkpoint
-from jal import config as config_lib
 from jal import errors
 from jal import loop
 from jal import rounds
@@ -151,10 +150,10 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
   states, all_records = [], []
   for (exp, data), workdir, text in zip(setups, workdirs, texts):
     oracle = lambda idx, labels=np.asarray(data.pool_labels): labels[idx]
-    state, records = workdir_lib.restore(
-        workdir, loop.init_state(exp, data, None), text)
+    template = loop.init_state(exp, data, None)
+    state, records = workdir_lib.restore(workdir, template, text)
     if not records:
-      state = loop.init_state(exp, data, oracle)
+      state = loop.reveal_initial(template, oracle)
     states.append(state)
     all_records.append(records)
   shapes = {jax.tree.map(jnp.shape, data) for _, data in setups}

@@ -5,7 +5,6 @@ fc 50 → ReLU [embedding] → dropout → fc C.
 """
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 

@@ -1,7 +1,6 @@
 """ResNet-18 with a CIFAR (3×3) or ImageNet (7×7, used by DeepAL+ on MNIST) stem."""
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 
