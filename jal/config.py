@@ -17,6 +17,11 @@ from jal import acquisition
 from jal import errors
 from jal import posterior
 
+OPTIMIZERS = ('adam', 'sgd')
+# Far above any rate that trains (Adam's usual 1e-3, SGD's 0.1); a larger one
+# is a typo (1e8 for 1e-8) and would train a model that scores every point
+# alike.
+MAX_LEARNING_RATE = 10.0
 
 def default() -> ml_collections.ConfigDict:
   """Entropy sampling with an MLP on digits: about a minute on 2 CPU cores."""
@@ -94,6 +99,27 @@ def _positive_int(config, field: str) -> None:
            f'config.{field} must be a positive integer, got {value!r}.')
 
 
+def _finite_number(value) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _validate_optimizer(config) -> None:
+  """Checks the optimizer's fields: a bad one would train a NaN model."""
+  _require(config.optimizer in OPTIMIZERS,
+           f'config.optimizer must be one of {", ".join(OPTIMIZERS)}, got '
+           f'{config.optimizer!r}.')
+  _require(_finite_number(config.learning_rate) and
+           0 < config.learning_rate <= MAX_LEARNING_RATE,
+           f'config.learning_rate must lie in (0, {MAX_LEARNING_RATE}], got '
+           f'{config.learning_rate!r}.')
+  _require(_finite_number(config.momentum) and 0 <= config.momentum < 1,
+           f'config.momentum must lie in [0, 1), got {config.momentum!r}.')
+  _require(_finite_number(config.weight_decay) and config.weight_decay >= 0,
+           'config.weight_decay must be a finite number >= 0, got '
+           f'{config.weight_decay!r}.')
+
+
 def validate(config) -> None:
   """Checks fields that do not depend on the data."""
   for field in ('initial_size', 'query_size', 'batch_size', 'num_epochs',
@@ -106,10 +132,12 @@ def validate(config) -> None:
                                         config.pool_size > 0),
            'config.pool_size must be None (the whole training split) or a '
            f'positive integer, got {config.pool_size!r}.')
+  _require(isinstance(config.seed, int) and 0 <= config.seed < 2**32,
+           f'config.seed must be an integer in [0, 2**32), got '
+           f'{config.seed!r}.')
   _require(0.0 <= config.dropout_rate < 1.0,
            f'config.dropout_rate must lie in [0, 1), got {config.dropout_rate}.')
-  _require(config.learning_rate > 0 and math.isfinite(config.learning_rate),
-           f'config.learning_rate must be positive, got {config.learning_rate}.')
+  _validate_optimizer(config)
   _require(config.posterior in posterior.names(),
            f'config.posterior must be one of {", ".join(posterior.names())}, '
            f'got {config.posterior!r}.')

@@ -28,3 +28,7 @@ class CorruptDatasetError(JalError, ValueError):
 
 class CheckpointError(JalError, ValueError):
   """A work directory holds a checkpoint that cannot be resumed."""
+
+
+class DivergedError(JalError, RuntimeError):
+  """Training gave a model with NaN or infinite parameters or predictions."""

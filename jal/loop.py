@@ -10,6 +10,7 @@ aside) as one that never stopped.
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -36,9 +37,66 @@ def load_dataset(config) -> data_lib.Dataset:
                        seed=config.seed, pool_size=config.pool_size)
 
 
-def check_dataset(config, dataset: data_lib.Dataset) -> None:
-  """Checks what the config asks of the data (budget, initial set)."""
+def _dataset_error(message: str):
+  raise errors.ConfigError(
+      f'{message} Fix the dataset passed to jal (jal.data.Dataset: images '
+      '[N, H, W, C] float, labels [N] int in [0, num_classes)).')
+
+
+def check_dataset_contents(dataset: data_lib.Dataset,
+                           pool_labels_known: bool = True) -> None:
+  """Checks a `Dataset`'s arrays: shapes, dtypes, label range, finiteness.
+
+  With `pool_labels_known=False` (an oracle answers instead of the pool's
+  labels) pool labels may be -1 for unknown.
+  """
+  num_classes = dataset.num_classes
+  if (not isinstance(num_classes, (int, np.integer)) or
+      isinstance(num_classes, bool) or num_classes < 2):
+    _dataset_error(f'dataset.num_classes must be an integer >= 2, got '
+                   f'{num_classes!r}.')
+  for split in ('pool', 'test'):
+    images = np.asarray(getattr(dataset, f'{split}_images'))
+    labels = np.asarray(getattr(dataset, f'{split}_labels'))
+    if images.ndim < 2 or images.shape[0] == 0:
+      _dataset_error(f'dataset.{split}_images has shape {images.shape}; '
+                     'it needs at least one example and a feature axis.')
+    if not np.issubdtype(images.dtype, np.floating):
+      _dataset_error(f'dataset.{split}_images has dtype {images.dtype}; '
+                     'convert it to float32 (e.g. pixels / 255).')
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+      _dataset_error(f'dataset.{split}_labels has shape {labels.shape} for '
+                     f'{images.shape[0]} images; it must be [N] with one '
+                     'label per image.')
+    if not np.issubdtype(labels.dtype, np.integer):
+      _dataset_error(f'dataset.{split}_labels has dtype {labels.dtype}; '
+                     'labels must be integers.')
+    lowest = -1 if split == 'pool' and not pool_labels_known else 0
+    if labels.min() < lowest or labels.max() >= num_classes:
+      _dataset_error(f'dataset.{split}_labels span [{labels.min()}, '
+                     f'{labels.max()}], outside [{lowest}, '
+                     f'dataset.num_classes = {num_classes}). Unknown (-1) '
+                     'pool labels need an oracle to answer for them.')
+    if not np.all(np.isfinite(images)):
+      raise errors.ConfigError(
+          f'dataset.{split}_images contains NaN or infinite values; clean or '
+          'impute them before running an experiment.')
+  if dataset.pool_images.shape[1:] != dataset.test_images.shape[1:]:
+    _dataset_error(f'dataset.pool_images are {dataset.pool_images.shape[1:]}'
+                   f' but dataset.test_images are '
+                   f'{dataset.test_images.shape[1:]}.')
+
+
+def check_dataset(config, dataset: data_lib.Dataset,
+                  pool_labels_known: bool = True) -> None:
+  """Checks the dataset's contents and what the config asks of them."""
+  check_dataset_contents(dataset, pool_labels_known)
   config_lib.validate_budget(config, dataset.pool_labels.shape[0])
+  if config.initial_per_class and not pool_labels_known:
+    raise errors.ConfigError(
+        f'config.initial_per_class = {config.initial_per_class} draws the '
+        "initial set with the pool's labels, which an oracle run does not "
+        'have; set it to 0.')
   if config.initial_per_class:
     counts = np.bincount(dataset.pool_labels, minlength=dataset.num_classes)
     if (config.initial_per_class * dataset.num_classes != config.initial_size
@@ -49,19 +107,23 @@ def check_dataset(config, dataset: data_lib.Dataset) -> None:
           f'{dataset.num_classes} classes and that many pool examples of '
           f'every class (got initial_size {config.initial_size}, smallest '
           f'class {counts.min()}); change one of them.')
-  for name in ('pool_images', 'test_images'):
-    if not np.all(np.isfinite(getattr(dataset, name))):
-      raise errors.ConfigError(
-          f'dataset.{name} contains NaN or infinite values; clean or '
-          'impute them before running an experiment.')
 
 
 def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset,
           model: models.Model | None = None,
-          strategy: acquisition.Strategy | None = None):
-  """Validates and builds `(experiment, data)` for a run on `dataset`."""
+          strategy: acquisition.Strategy | None = None,
+          pool_labels_known: bool = True):
+  """Validates and builds `(experiment, data)` for a run on `dataset`.
+
+  `pool_labels_known=False`: an oracle answers, the pool's labels may be -1.
+  """
   config_lib.validate(config)
-  check_dataset(config, dataset)
+  check_dataset(config, dataset, pool_labels_known)
+  if model is None and config.model != 'mlp' and dataset.pool_images.ndim != 4:
+    raise errors.ConfigError(
+        f'config.model = {config.model!r} needs images [N, H, W, C], got '
+        f'pool images of shape {dataset.pool_images.shape}; add a channel '
+        'axis (images[..., None]) or use the mlp.')
   exp = rounds.make_experiment(config, dataset.pool_images.shape[1:],
                                dataset.num_classes, model, strategy)
   data = Data(jnp.asarray(dataset.pool_images),
@@ -112,6 +174,25 @@ def init_state(exp: Experiment, data: Data,
   return state if oracle is None else reveal_initial(state, oracle)
 
 
+def checked_oracle(oracle: oracles.Oracle,
+                   num_classes: int) -> oracles.Oracle:
+  """`oracle`, refusing answers that are not one class index per query."""
+
+  def answer(indices):
+    labels = np.asarray(oracle(indices))
+    if (labels.shape != np.shape(indices) or
+        not np.issubdtype(labels.dtype, np.integer) or
+        (labels.size and (labels.min() < 0 or labels.max() >= num_classes))):
+      raise errors.ConfigError(
+          f'The oracle answered {labels.tolist()!r} for pool indices '
+          f'{np.asarray(indices).tolist()}; it must return one integer class '
+          f'in [0, {num_classes}) per index. Nothing of this round was saved;'
+          ' fix the oracle and run again to resume.')
+    return labels
+
+  return answer
+
+
 def reveal_initial(state: ALState, oracle: oracles.Oracle) -> ALState:
   """`state` with the oracle's labels of its labeled set."""
   initial = np.flatnonzero(np.asarray(state.labeled_mask))
@@ -132,6 +213,53 @@ class RoundFns:
     self.reveal = jax.jit(functools.partial(rounds.reveal, exp))
 
 
+def check_resumed(config, state: ALState, records: list[dict],
+                  num_classes: int, workdir: str) -> None:
+  """Raises `CheckpointError` unless a restored state is one this run makes.
+
+  The checkpoint's arrays have the right paths, shapes and dtypes and its
+  fingerprint matches (`jal.checkpoint.restore`); this checks their values:
+  the round counter, one record per round, the labeled set's size, and a
+  label in [0, num_classes) exactly where the mask is set.
+  """
+  path = os.path.join(workdir, CHECKPOINT)
+
+  def fail(what):
+    raise errors.CheckpointError(
+        f'{path}: {what}, which this experiment never writes. It cannot be '
+        'resumed: delete the work directory (or this file, to start the '
+        'experiment over) or use a new one.')
+
+  completed = int(state.round)
+  if not 0 < completed <= config.num_rounds + 1:
+    fail(f'its round counter is {completed}, outside [1, '
+         f'{config.num_rounds + 1}]')
+  if [r.get('round') if isinstance(r, dict) else None for r in records] != (
+      list(range(completed))):
+    fail(f'it holds {len(records)} records for {completed} rounds')
+  for record in records:
+    if not {'num_labeled', 'test_accuracy', 'selected'} <= set(record):
+      fail(f'record {record["round"]} lacks fields')
+  mask = np.asarray(state.labeled_mask)
+  labels = np.asarray(state.labels)
+  expected = (config.initial_size +
+              min(completed, config.num_rounds) * config.query_size)
+  if mask.sum() != expected:
+    fail(f'its labeled set holds {mask.sum()} points, not {expected}')
+  if np.any(labels[~mask] != -1) or np.any(
+      (labels[mask] < 0) | (labels[mask] >= num_classes)):
+    fail(f'its labels are not in [0, {num_classes}) exactly on the labeled '
+         'set')
+  try:
+    selected = np.asarray([i for r in records for i in r['selected']],
+                          np.int64)
+  except (TypeError, ValueError):
+    fail('its records hold malformed selections')
+  if selected.size and (selected.min() < 0 or selected.max() >= mask.size or
+                        not mask[selected].all()):
+    fail('its records select points that are not labeled')
+
+
 def check_selection(selected: np.ndarray, labeled_mask: np.ndarray,
                     query_size: int, strategy: str) -> None:
   """Raises unless `selected` holds `query_size` distinct unlabeled indices."""
@@ -141,6 +269,22 @@ def check_selection(selected: np.ndarray, labeled_mask: np.ndarray,
     raise RuntimeError(
         f'Strategy {strategy!r} returned {selected.tolist()}, which is not '
         f'{query_size} distinct unlabeled pool indices.')
+
+
+def check_accuracy(accuracy: float, config, round_: int) -> None:
+  """Raises `DivergedError` when a round's test accuracy is NaN.
+
+  `rounds.test_round` gives NaN for a model with a NaN or infinite
+  parameter or test prediction; its scores would tie at every point, so
+  the run stops before querying (the last checkpoint stays as it was).
+  """
+  if not np.isfinite(accuracy):
+    raise errors.DivergedError(
+        f'Training diverged in round {round_} (seed {config.seed}): the model '
+        'has NaN or infinite parameters or predictions. Lower '
+        f'config.learning_rate (now {config.learning_rate}) or '
+        f'config.weight_decay (now {config.weight_decay}), then run again '
+        'with a new --workdir.')
 
 
 def _timed(fn, *args):
@@ -163,6 +307,7 @@ def step(fns: RoundFns, data: Data, state: ALState,
   num_labeled = int(np.sum(np.asarray(state.labeled_mask)))
   trained, train_seconds = _timed(fns.train, data, state)
   accuracy, test_seconds = _timed(fns.test, data, trained)
+  check_accuracy(float(accuracy), config, r)
   start = time.perf_counter()
   selected = np.zeros((0,), np.int32)
   if r < config.num_rounds:
@@ -215,12 +360,16 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   config_lib.validate(config)
   if dataset is None:
     dataset = load_dataset(config)
-  exp, data = setup(config, dataset, model, strategy)
-  oracle = oracle or oracles.simulated(dataset.pool_labels)
+  exp, data = setup(config, dataset, model, strategy,
+                    pool_labels_known=oracle is None)
+  oracle = (oracles.simulated(dataset.pool_labels) if oracle is None else
+            checked_oracle(oracle, dataset.num_classes))
   config_text = workdir_lib.open_workdir(config, workdir)
   template = init_state(exp, data, None)
   state, records = workdir_lib.restore(workdir, template, config_text)
   if records:
+    check_resumed(config, state, records, dataset.num_classes, workdir)
+    workdir_lib.write_results(workdir, records)
     logging.info('Resuming %s after round %d.', workdir, len(records) - 1)
   else:
     state = reveal_initial(template, oracle)

@@ -171,10 +171,24 @@ def train_round(exp: Experiment, data: Data, state: ALState) -> Trained:
   return exp.posterior.fit(fit_one, train_key, variables)
 
 
+def all_finite(tree) -> jax.Array:
+  """[] bool: no floating-point leaf of `tree` holds a NaN or an infinity."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
 def test_round(exp: Experiment, data: Data, trained: Trained) -> jax.Array:
-  """[] test accuracy (an ensemble's: of its mean prediction)."""
+  """[] test accuracy (an ensemble's: of its mean prediction).
+
+  NaN when training diverged: a parameter or a test prediction is NaN or
+  infinite (the argmax of such a model means nothing, and its acquisition
+  scores would tie everywhere).
+  """
   log_probs = exp.posterior.test_log_probs(trained.variables, data.test_images)
-  return metrics.accuracy(log_probs, data.test_labels)
+  finite = all_finite(trained) & jnp.all(~jnp.isnan(log_probs))
+  return jnp.where(finite, metrics.accuracy(log_probs, data.test_labels),
+                   jnp.nan)
 
 
 def predictions(exp: Experiment, key: jax.Array, trained: Trained,

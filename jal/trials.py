@@ -152,7 +152,11 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
     oracle = lambda idx, labels=np.asarray(data.pool_labels): labels[idx]
     template = loop.init_state(exp, data, None)
     state, records = workdir_lib.restore(workdir, template, text)
-    if not records:
+    if records:
+      loop.check_resumed(exp.config, state, records, exp.num_classes,
+                         workdir)
+      workdir_lib.write_results(workdir, records)
+    else:
       state = loop.reveal_initial(template, oracle)
     states.append(state)
     all_records.append(records)
@@ -182,6 +186,8 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
     start = time.perf_counter()
     accuracies = jax.block_until_ready(test_fn(data, trained))
     test_seconds = (time.perf_counter() - start) / num_seeds
+    for accuracy, seed_config in zip(np.asarray(accuracies), configs):
+      loop.check_accuracy(float(accuracy), seed_config, r)
     start = time.perf_counter()
     if r < config.num_rounds:
       selected, next_state = jax.block_until_ready(

@@ -3,9 +3,9 @@
 `config.json` is written once the config has passed every check;
 `checkpoint.npz` (state and records) and then `results.jsonl` (one JSON
 record per round) are rewritten atomically after every round, and
-`summary.json` at the end. On resume, `results.jsonl` and `summary.json` are
-rewritten from the checkpoint's records, so a kill between two writes never
-leaves them behind.
+`summary.json` at the end. On resume, once the checkpoint has passed its
+checks, `results.jsonl` and `summary.json` are rewritten from its records, so
+a kill between two writes never leaves them behind.
 """
 
 import hashlib
@@ -64,6 +64,11 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
     raise errors.CheckpointError(
         f'Cannot use work directory {workdir!r} ({e}). Pick another '
         '--workdir.') from None
+  if not isinstance(stored, dict):
+    raise errors.CheckpointError(
+        f'{path} is not a jal config (it holds a JSON '
+        f'{type(stored).__name__}). Use a new work directory, or delete that '
+        'one to start over.')
   changed = _differences(stored, json.loads(text))
   if changed:
     raise errors.CheckpointError(
@@ -88,13 +93,14 @@ def write_results(workdir: str, records: list[dict]) -> None:
 
 
 def restore(workdir: str, like, config_text: str):
-  """`(state, records)` from the checkpoint, or `(like, [])` if none."""
+  """`(state, records)` from the checkpoint, or `(like, [])` if none.
+
+  The caller checks them, then rewrites `results.jsonl` (`write_results`).
+  """
   path = os.path.join(workdir, CHECKPOINT)
   if not os.path.lexists(path):
     return like, []
-  state, records = checkpoint.restore(path, like, fingerprint(config_text))
-  write_results(workdir, records)
-  return state, records
+  return checkpoint.restore(path, like, fingerprint(config_text))
 
 
 def write_summary(workdir: str, records: list[dict], config_text: str) -> dict:
