@@ -15,6 +15,12 @@ Greedy loops (k-means++ seeding, farthest-first picks) run inside one
 `lax.fori_loop`, each step reading the pool once.
 
 Ties are broken by the lowest index, as `jnp.argmax` and `jax.lax.top_k` do.
+
+The public functions below the distance helpers check their arguments first
+(`jal.checks`): shapes always (free under `jit`), and, when the arguments are
+concrete, that points are finite and that no more picks or centres are asked
+for than there are eligible points. A bad argument raises
+`jal.errors.ConfigError` naming it.
 """
 
 from collections.abc import Callable
@@ -22,7 +28,31 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jal import checks
 from jal.chunking import DEFAULT_CHUNK, fold_rows, map_rows, num_chunks
+
+
+def _weights(weights, n: int | None = None) -> int:
+  """Checks [N] weights (finite, ≥ 0 when concrete); returns N."""
+  (length,) = checks.array(weights, 1, 'weights', '[N]')
+  if n is not None:
+    checks.size(length, n, 'weights', 'entries', 'one per point')
+  checks.non_negative(weights, 'weights')
+  return length
+
+
+def _centres(centres, d: int, centre_mask=None) -> int:
+  """Checks [k, D] finite centres (and their [k] mask); returns k."""
+  k, d_centres = checks.array(centres, 2, 'centres', '[k, D]', floating=True)
+  checks.size(d_centres, d, 'centres', 'features', 'as many as the points')
+  if k < 1:
+    checks.positive_int(k, 'the number of centres')
+  checks.finite(centres, 'centres')
+  if centre_mask is not None:
+    checks.mask(centre_mask, 'centre_mask', k)
+    checks.any_true(centre_mask, 'centre_mask', 'at least one centre must be '
+                    'in use')
+  return k
 
 
 def sq_norms(x: jax.Array) -> jax.Array:
@@ -72,7 +102,10 @@ def min_sq_distances_to_subset(x: jax.Array, subset_mask: jax.Array,
   Returns:
     [N] float32; +inf everywhere when the subset is empty.
   """
-  n = x.shape[0]
+  n, _ = checks.points(x)
+  checks.mask(subset_mask, 'subset_mask', n)
+  checks.positive_int(chunk_size, 'chunk_size')
+  checks.positive_int(subset_chunk, 'subset_chunk')
   s = min(subset_chunk, n)
   order = jnp.argsort(~subset_mask, stable=True)
   x_sq = sq_norms(x)
@@ -109,7 +142,14 @@ def farthest_first(x: jax.Array, min_sq: jax.Array, candidates: jax.Array,
   Returns:
     [num_picks] int32 in pick order; each step reads x once.
   """
-
+  n, _ = checks.points(x)
+  checks.array(min_sq, 1, 'min_sq', '[N]')
+  checks.size(jnp.shape(min_sq)[0], n, 'min_sq', 'entries', 'one per point')
+  checks.no_nan(min_sq, 'min_sq')
+  checks.mask(candidates, 'candidates', n)
+  checks.positive_int(num_picks, 'num_picks')
+  checks.count_fits(num_picks, candidates, 'num_picks',
+                    'candidates are True')
   x = jnp.asarray(x)
   x_sq = sq_norms(x)
 
@@ -148,7 +188,12 @@ def kmeans_plusplus(key: jax.Array, sq_distances_to_point: Callable[
   Returns:
     [num_centres] int32 point indices, in seeding order.
   """
-  n = weights.shape[0]
+  n = _weights(weights)
+  checks.positive_int(num_centres, 'num_centres')
+  checks.count_fits(num_centres, weights, 'num_centres',
+                    'weights are positive')
+  if first is not None:
+    checks.index(first, n, 'first')
   eligible = weights > 0
   log_w = jnp.log(jnp.where(eligible, weights, 1.0))
 
@@ -188,6 +233,9 @@ def assign(x: jax.Array, centres: jax.Array,
   Returns:
     ([N] int32 nearest centre, [N] float32 squared distance to it).
   """
+  _, d = checks.points(x)
+  _centres(centres, d, centre_mask)
+  checks.positive_int(chunk_size, 'chunk_size')
   c_sq = sq_norms(centres)
   if centre_mask is not None:
     c_sq = jnp.where(centre_mask, c_sq, jnp.inf)
@@ -221,7 +269,11 @@ def lloyd(x: jax.Array, weights: jax.Array, centres: jax.Array,
   Returns:
     [k, D] centres.
   """
-  k = centres.shape[0]
+  n, d = checks.points(x)
+  _weights(weights, n)
+  k = _centres(centres, d, centre_mask)
+  checks.int_at_least(num_iters, 0, 'num_iters')
+  checks.positive_int(chunk_size, 'chunk_size')
 
   def iteration(_, centres):
     c_sq = sq_norms(centres)
@@ -262,7 +314,18 @@ def kmeans(key: jax.Array, x: jax.Array, weights: jax.Array, num_centres: int,
 
   Returns:
     [k, D] centres.
+
+  Raises:
+    ConfigError: points not [N, D] or not finite, weights not [N] finite ≥ 0,
+      num_centres above the number of positive weights, a bad count.
   """
+  n, _ = checks.points(x)
+  _weights(weights, n)
+  checks.positive_int(num_centres, 'num_centres')
+  checks.count_fits(num_centres, weights, 'num_centres',
+                    'weights are positive')
+  checks.int_at_least(num_iters, 0, 'num_iters')
+  checks.positive_int(chunk_size, 'chunk_size')
   x = jnp.asarray(x)
   x_sq = sq_norms(x)
   seeds = kmeans_plusplus(key, lambda j: sq_distances_to(x, x[j], x_sq),
@@ -287,6 +350,12 @@ def nearest_distinct(x: jax.Array, centres: jax.Array, candidates: jax.Array,
   Returns:
     [k] int32 point indices.
   """
+  n, d = checks.points(x)
+  k = _centres(centres, d)
+  checks.mask(candidates, 'candidates', n)
+  checks.count_fits(k, candidates, 'the number of centres',
+                    'candidates are True')
+  checks.positive_int(chunk_size, 'chunk_size')
   x, centres = jnp.asarray(x), jnp.asarray(centres)
   n, k = x.shape[0], centres.shape[0]
   nearest, sq = assign(x, centres, chunk_size=chunk_size)
@@ -331,7 +400,12 @@ def knn(x: jax.Array, num_neighbours: int, groups: jax.Array | None = None,
     ([N, k] float32 squared distances, ascending, +inf where a group has
     fewer than k + 1 points; [N, k] int32 indices, ties to the lower index).
   """
-  n = x.shape[0]
+  n, _ = checks.points(x)
+  checks.positive_int(num_neighbours, 'num_neighbours')
+  if groups is not None:
+    checks.array(groups, 1, 'groups', '[N]')
+    checks.size(jnp.shape(groups)[0], n, 'groups', 'entries', 'one per point')
+  checks.positive_int(chunk_size, 'chunk_size')
   c = min(chunk_size, n)
   x_sq = sq_norms(x)
 
@@ -360,7 +434,13 @@ def knn(x: jax.Array, num_neighbours: int, groups: jax.Array | None = None,
 
 
 def pca_project(x: jax.Array, dim: int) -> jax.Array:
-  """[N, D] → [N, dim] centred projection on the top `dim` principal axes."""
+  """[N, D] → [N, dim] centred projection on the top `dim` principal axes.
+
+  Raises:
+    ConfigError: `x` not [N, D] finite floats, or `dim` outside [1, D].
+  """
+  _, d = checks.points(x)
+  checks.int_in(dim, 1, d, 'dim', f'D = {d} is the number of features')
   mean = jnp.mean(x, axis=0)
   cov = (jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST) / x.shape[0]
          - jnp.outer(mean, mean))

@@ -159,6 +159,16 @@ def validate(config) -> None:
   if config.strategy in acquisition.names():
     acquisition.check_hparams(acquisition.get(config.strategy),
                               dict(config.hparams.get(config.strategy, {})))
+  # MC dropout without dropout makes the K passes identical: every score on
+  # them (BALD, BatchBALD, EPIG, ...) is then degenerate.
+  if (config.strategy in acquisition.names() and
+      'mc_log_probs' in acquisition.get(config.strategy).needs and
+      config.posterior == 'mc_dropout' and config.dropout_rate == 0):
+    raise errors.ConfigError(
+        f'config.strategy {config.strategy!r} needs K distinct stochastic '
+        "passes, but config.posterior 'mc_dropout' with config.dropout_rate "
+        '= 0 makes them identical. Set config.dropout_rate > 0 or choose '
+        f'another config.posterior ({", ".join(posterior.names())}).')
 
 
 def validate_budget(config, pool_size: int) -> None:

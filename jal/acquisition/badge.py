@@ -19,7 +19,9 @@ next one is drawn with probability ∝ ‖g − nearest centre‖².
 import jax
 import jax.numpy as jnp
 
+from jal import checks
 from jal import cluster
+from jal.acquisition import ranges
 from jal.acquisition.base import stateless
 
 
@@ -96,7 +98,17 @@ def badge_select(key: jax.Array, log_probs: jax.Array, embeddings: jax.Array,
   Returns:
     [query_size] int32 distinct candidate indices in seeding order; the
     first is the candidate of largest gradient norm (lowest index on ties).
+
+  Raises:
+    ConfigError: a bad argument (e.g. more picks than candidates), named.
   """
+  n, _ = checks.points(embeddings, 'embeddings')
+  checks.mask(candidates, 'candidates', n)
+  checks.log_probs(log_probs, 'log_probs', 2, '[N, C] (one pass)', n=n,
+                   rows=candidates if checks.concrete(candidates) else None)
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, candidates, 'query_size',
+                    'candidates are True')
   a = loss_gradient_wrt_logits(log_probs)
   g_sq = factorized_sq_norms(a, embeddings, include_bias)
   first = jnp.argmax(jnp.where(candidates, g_sq, -jnp.inf))
@@ -110,4 +122,5 @@ def _select(key, inputs, labeled_mask, query_size, include_bias: bool = True):
                       ~labeled_mask, query_size, include_bias)
 
 
-STRATEGIES = (stateless('badge', ('log_probs', 'embeddings'), _select),)
+STRATEGIES = (stateless('badge', ('log_probs', 'embeddings'), _select,
+                        ranges=dict(include_bias=ranges.BOOL)),)

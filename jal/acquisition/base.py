@@ -26,6 +26,9 @@ holding the predictions named in `needs`:
 - `'aux_params'`: the auxiliary parameters trained by the strategy's
   `objective` alongside the task model.
 
+Every hyperparameter has a declared `ranges` entry (`jal.acquisition.ranges`);
+`check_hparams` refuses values outside it before any work.
+
 Two more hooks ride on the record: `objective` (a `jal.train.Objective`
 plugged into the task model's training) and `train_set` (`train_set(state,
 train_set) -> train_set`, which may add pseudo-labelled pool rows or extra
@@ -42,8 +45,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jal import checks
 from jal import errors
+from jal.acquisition.ranges import Range
 
 PREDICTIONS = ('log_probs', 'mc_log_probs', 'embeddings', 'features',
                'images', 'logits_fn', 'aux_params')
@@ -69,6 +75,9 @@ class Strategy(NamedTuple):
       a None default takes a number or None).
     objective: optional `jal.train.Objective` for the task model's training.
     train_set: optional `train_set(state, train_set) -> train_set`.
+    ranges: hyperparameter name → the `Range` of values it allows. Every
+      registered strategy declares one per hyperparameter; a user's strategy
+      may leave some out (those are then checked by type only).
   """
   name: str
   needs: tuple[str, ...]
@@ -77,6 +86,7 @@ class Strategy(NamedTuple):
   hparams: Mapping[str, Any] = {}
   objective: Any = None
   train_set: Callable[..., Any] | None = None
+  ranges: Mapping[str, Range] = {}
 
 
 def keyword_defaults(fn: Callable) -> dict[str, Any]:
@@ -88,7 +98,8 @@ def keyword_defaults(fn: Callable) -> dict[str, Any]:
 def stateless(name: str, needs: tuple[str, ...],
               select: Callable[..., jax.Array], **fields) -> Strategy:
   """A strategy without state from `select(key, inputs, mask, query_size,
-  **hp) -> indices`; its hyperparameters are `select`'s keyword defaults."""
+  **hp) -> indices`; its hyperparameters are `select`'s keyword defaults
+  (pass their `ranges=` among `fields`)."""
 
   def select_with_state(key, inputs, labeled_mask, state, query_size, **hp):
     return select(key, inputs, labeled_mask, query_size, **hp), state
@@ -112,8 +123,8 @@ def check_hparams(strategy: Strategy, values: Mapping[str, Any]) -> dict:
   """The strategy's hyperparameters: defaults overridden by `values`.
 
   Raises:
-    ConfigError: a name the strategy does not take, or a value of the wrong
-      type.
+    ConfigError: a name the strategy does not take, a value of the wrong
+      type, or a value outside the hyperparameter's declared range.
   """
   unknown = sorted(set(values) - set(strategy.hparams))
   if unknown:
@@ -127,7 +138,97 @@ def check_hparams(strategy: Strategy, values: Mapping[str, Any]) -> dict:
       raise errors.ConfigError(
           f'config.hparams.{strategy.name}.{name} must be of the type of its '
           f'default {default!r}, got {value!r}.')
-  return {**strategy.hparams, **values}
+  hparams = {**strategy.hparams, **values}
+  for name, value in hparams.items():
+    allowed = strategy.ranges.get(name)
+    if allowed is not None and not allowed.contains(value):
+      raise errors.ConfigError(
+          f'config.hparams.{strategy.name}.{name} must be '
+          f'{allowed.description}, got {value!r}. Set it within that range '
+          f'or leave it out for the default, {strategy.hparams[name]!r}.')
+  return hparams
+
+
+def _check_input(name: str, x, n: int, unlabeled) -> None:
+  """Raises unless `inputs[name]` has the layout the module docstring gives."""
+  arg = f'inputs[{name!r}]'
+  if name in ('log_probs', 'mc_log_probs'):
+    checks.log_probs(x, arg, 3, '[K, N, C]', n=n, rows=unlabeled)
+  elif name == 'embeddings':
+    shape = checks.array(x, 2, arg, '[N, D]', floating=True)
+    checks.size(shape[0], n, arg, 'rows', 'one per pool point')
+    checks.finite(x, arg)
+  elif name == 'features':
+    if not isinstance(x, (tuple, list)):
+      raise errors.ConfigError(
+          f'{arg} must be a tuple of [N, ...] arrays, got {type(x).__name__}.')
+    for i, feature in enumerate(x):
+      if not np.shape(feature) or np.shape(feature)[0] != n:
+        raise errors.ConfigError(
+            f'{arg}[{i}] must be [N, ...] with N = {n} pool points, got shape '
+            f'{np.shape(feature)}.')
+  elif name == 'images':
+    if not np.shape(x) or np.shape(x)[0] != n:
+      raise errors.ConfigError(
+          f'{arg} must be the [N, ...] pool with N = {n}, got shape '
+          f'{np.shape(x)}.')
+  elif name == 'logits_fn' and not callable(x):
+    raise errors.ConfigError(
+        f'{arg} must be a function x [B, ...] -> logits [B, C], got '
+        f'{type(x).__name__}.')
+
+
+def check_query_args(strategy: Strategy, inputs: Mapping[str, Any],
+                     labeled_mask, query_size: int) -> None:
+  """Raises a `ConfigError` naming the first bad argument of `query`.
+
+  Shapes are always checked; values (finite, normalized, how many points are
+  unlabeled) only when concrete.
+  """
+  n = checks.mask(labeled_mask, 'labeled_mask')
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, labeled_mask, 'query_size',
+                    'pool points are unlabeled', count_false=True)
+  if not isinstance(inputs, Mapping):
+    raise errors.ConfigError(
+        f'inputs must be a dict of predictions, got {type(inputs).__name__}.')
+  missing = [name for name in strategy.needs if name not in inputs]
+  if missing:
+    raise errors.ConfigError(
+        f'inputs lacks {", ".join(map(repr, missing))}, which strategy '
+        f'{strategy.name!r} needs (see `jal.acquisition.base` for each '
+        'layout).')
+  unlabeled = (~np.asarray(labeled_mask) if checks.concrete(labeled_mask)
+               else None)
+  for name in strategy.needs:
+    _check_input(name, inputs[name], n, unlabeled)
+  if {'log_probs', 'mc_log_probs'} <= set(strategy.needs):
+    checks.size(np.shape(inputs['mc_log_probs'])[-1],
+                np.shape(inputs['log_probs'])[-1], "inputs['mc_log_probs']",
+                'classes', "as many as inputs['log_probs']")
+
+
+def check_selection(name: str, indices, labeled_mask, query_size: int) -> None:
+  """Raises unless concrete `indices` are `query_size` distinct unlabeled
+  pool indices (the strategy's contract)."""
+  if np.shape(indices) != (query_size,):
+    raise errors.ConfigError(
+        f'Strategy {name!r} returned indices of shape {np.shape(indices)}, '
+        f'expected ({query_size},).')
+  if not checks.concrete(indices, labeled_mask):
+    return
+  picks, labeled = np.asarray(indices), np.asarray(labeled_mask)
+  problem = None
+  if picks.min() < 0 or picks.max() >= labeled.shape[0]:
+    problem = f'indices outside [0, {labeled.shape[0]})'
+  elif len(np.unique(picks)) < query_size:
+    problem = 'repeated indices'
+  elif labeled[picks].any():
+    problem = f'labeled points {picks[labeled[picks]].tolist()}'
+  if problem:
+    raise errors.ConfigError(
+        f'Strategy {name!r} selected {problem}: {picks.tolist()}. Its scores '
+        'or inputs may hold NaN or inf; check them, or the strategy.')
 
 
 def query(strategy: Strategy, key: jax.Array, inputs: dict,
@@ -135,17 +236,56 @@ def query(strategy: Strategy, key: jax.Array, inputs: dict,
   """One query of `strategy` outside the loop: `init`, then `select`.
 
   For research use on fixed inputs; hyperparameters not given take the
-  strategy's defaults.
+  strategy's defaults. The arguments are checked first, and the selection
+  after (see `check_query_args`, `check_selection`).
+
+  Args:
+    strategy: a `Strategy`, e.g. `jal.acquisition.get('bald')`.
+    key: PRNG key.
+    inputs: the predictions named in `strategy.needs` (layouts in the module
+      docstring), each with N pool points.
+    labeled_mask: [N] bool.
+    query_size: static batch size b, 1 ≤ b ≤ the unlabeled count.
+    **hparams: the strategy's hyperparameters, within their ranges.
 
   Returns:
-    [query_size] int32 pool indices.
+    [query_size] int32 distinct unlabeled pool indices.
+
+  Raises:
+    ConfigError: a bad hyperparameter or argument, naming it.
   """
   hparams = check_hparams(strategy, hparams)
+  check_query_args(strategy, inputs, labeled_mask, query_size)
   state = strategy.init(jax.random.fold_in(key, 1), inputs, labeled_mask,
                         **hparams)
   indices, _ = strategy.select(key, inputs, labeled_mask, state, query_size,
                                **hparams)
+  check_selection(strategy.name, indices, labeled_mask, query_size)
   return indices
+
+
+def top_k_unlabeled_first(scores: jax.Array, labeled_mask: jax.Array,
+                          k: int) -> jax.Array:
+  """The `k` highest-scoring points, every unlabeled one before any labeled.
+
+  Unlike `top_k_unlabeled`, `k` may exceed the unlabeled count: the surplus
+  are labeled points (strategies that pre-filter a fixed number of candidates
+  mask them out afterwards). Unchecked: for use inside strategies.
+
+  Args:
+    scores: [N] float; NaN counts as the lowest score.
+    labeled_mask: [N] bool.
+    k: static, at most N.
+
+  Returns:
+    [k] int32, best first; ties go to the lower index.
+  """
+  scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
+  # Unlabeled -inf scores must still beat labeled points.
+  scores = jnp.where(labeled_mask, -jnp.inf, jnp.maximum(scores, jnp.finfo(
+      scores.dtype).min))
+  _, indices = jax.lax.top_k(scores, k)
+  return indices.astype(jnp.int32)
 
 
 def top_k_unlabeled(scores: jax.Array, labeled_mask: jax.Array,
@@ -155,17 +295,18 @@ def top_k_unlabeled(scores: jax.Array, labeled_mask: jax.Array,
   Args:
     scores: [N] float; NaN counts as the lowest score.
     labeled_mask: [N] bool; labeled points are never chosen.
-    query_size: static number to choose; at most the unlabeled count.
+    query_size: static number to choose; at most the unlabeled count
+      (checked when the mask is concrete).
 
   Returns:
     [query_size] int32, best first; ties go to the lower index.
   """
-  scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
-  # Unlabeled -inf scores must still beat labeled points.
-  scores = jnp.where(labeled_mask, -jnp.inf, jnp.maximum(scores, jnp.finfo(
-      scores.dtype).min))
-  _, indices = jax.lax.top_k(scores, query_size)
-  return indices.astype(jnp.int32)
+  n = checks.array(scores, 1, 'scores', '[N]')[0]
+  checks.mask(labeled_mask, 'labeled_mask', n)
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, labeled_mask, 'query_size',
+                    'pool points are unlabeled', count_false=True)
+  return top_k_unlabeled_first(scores, labeled_mask, query_size)
 
 
 def score_strategy(name: str, score: Callable[[jax.Array], jax.Array],

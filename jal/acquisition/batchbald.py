@@ -33,14 +33,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jal import checks
 from jal import chunking
-from jal import errors
 from jal import information
+from jal.acquisition import ranges
+from jal.acquisition import uncertainty
 from jal.acquisition.base import stateless
 
 
 def conditional_entropy(log_probs: jax.Array) -> jax.Array:
   """E_k H[p_k] of every point; [K, N, C] → [N]."""
+  uncertainty.check_rank(log_probs)
   return jnp.mean(information.entropy(jnp.exp(log_probs)), axis=0)
 
 
@@ -111,27 +114,49 @@ def _sampled_log_joint(key: jax.Array, log_probs: jax.Array,
                            jnp.zeros((num_passes, num_samples), jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=('query_size', 'num_samples',
-                                             'chunk_elements'))
 def batchbald(key: jax.Array, log_probs: jax.Array, labeled_mask: jax.Array,
               query_size: int, *, num_samples: int = 100000,
               chunk_elements: int = 2**24) -> tuple[jax.Array, jax.Array]:
   """Greedy BatchBALD batch and its joint mutual information.
 
+  The arguments are checked first (shapes always; values when concrete),
+  then one jitted function runs.
+
   Args:
     key: PRNG key for the sampled configurations.
     log_probs: [K, N, C] float32 log-probabilities of K stochastic passes.
-      Rows of labeled points are never read as candidates.
+      Rows of labeled points are never read as candidates (nor checked).
     labeled_mask: [N] bool.
-    query_size: b, static; at most the unlabeled count (see `select`).
-    num_samples: exact joint entropies while C^(chosen) ≤ num_samples, else
-      this many sampled configurations.
-    chunk_elements: bounds the per-chunk work array, candidates × S × C.
+    query_size: b, static; 1 ≤ b ≤ the unlabeled count.
+    num_samples: static, ≥ 1: exact joint entropies while C^(chosen) ≤
+      num_samples, else this many sampled configurations.
+    chunk_elements: static, ≥ 1; bounds the per-chunk work array,
+      candidates × S × C.
 
   Returns:
     indices [b] int32 in the order chosen, and info [b] float32: the joint
     mutual information of the first i+1 points (estimated once sampled).
+
+  Raises:
+    ConfigError: an argument out of its range, naming it.
   """
+  n = checks.mask(labeled_mask, 'labeled_mask')
+  checks.positive_int(query_size, 'query_size')
+  check_query_fits(labeled_mask, query_size)
+  checks.positive_int(num_samples, 'num_samples')
+  checks.positive_int(chunk_elements, 'chunk_elements')
+  checks.log_probs(log_probs, 'log_probs', 3, '[K, N, C]', n=n,
+                   rows=(~np.asarray(labeled_mask)
+                         if checks.concrete(labeled_mask) else None))
+  return _batchbald(key, log_probs, labeled_mask, query_size,
+                    num_samples=num_samples, chunk_elements=chunk_elements)
+
+
+@functools.partial(jax.jit, static_argnames=('query_size', 'num_samples',
+                                             'chunk_elements'))
+def _batchbald(key, log_probs, labeled_mask, query_size, *, num_samples,
+               chunk_elements):
+  """`batchbald` without the checks."""
   num_passes, _, num_classes = log_probs.shape
   log_probs = log_probs.astype(jnp.float32)
   cond = conditional_entropy(log_probs)
@@ -174,25 +199,21 @@ def batchbald(key: jax.Array, log_probs: jax.Array, labeled_mask: jax.Array,
 def check_query_fits(labeled_mask, query_size: int) -> None:
   """Raises if `query_size` exceeds the unlabeled count (when it is known).
 
-  Under `jit` the mask is traced and this checks nothing; the loop checks the
-  budget before it starts (`jal.config.validate_budget`).
+  Under `jit` the mask is traced and this checks only query_size ≤ N; the
+  loop checks the budget before it starts (`jal.config.validate_budget`).
   """
-  if isinstance(labeled_mask, jax.core.Tracer):
-    return
-  num_unlabeled = int(np.sum(~np.asarray(labeled_mask)))
-  if query_size > num_unlabeled:
-    raise errors.ConfigError(
-        f'Asked for a batch of {query_size} but only {num_unlabeled} pool '
-        'points are unlabeled; lower the query size.')
+  checks.count_fits(query_size, labeled_mask, 'query_size',
+                    'pool points are unlabeled', count_false=True)
 
 
 def _select(key, inputs, labeled_mask, query_size, num_samples: int = 100000,
             chunk_elements: int = 2**24):
-  check_query_fits(labeled_mask, query_size)
   indices, _ = batchbald(key, inputs['mc_log_probs'], labeled_mask,
                          query_size, num_samples=num_samples,
                          chunk_elements=chunk_elements)
   return indices
 
 
-STRATEGIES = (stateless('batchbald', ('mc_log_probs',), _select),)
+STRATEGIES = (stateless('batchbald', ('mc_log_probs',), _select,
+                        ranges=dict(num_samples=ranges.POSITIVE_INT,
+                                    chunk_elements=ranges.POSITIVE_INT)),)

@@ -24,6 +24,7 @@ def bald(log_probs: jax.Array) -> jax.Array:
   Returns:
     [N] float32, ≥ 0 up to rounding; zero when all passes agree.
   """
+  uncertainty.check_rank(log_probs)
   expected_entropy = jnp.mean(information.entropy(jnp.exp(log_probs)), axis=0)
   return uncertainty.entropy(log_probs) - expected_entropy
 
@@ -37,6 +38,7 @@ def mean_std(log_probs: jax.Array) -> jax.Array:
   Returns:
     [N] float32 (population std, as DeepAL+).
   """
+  uncertainty.check_rank(log_probs)
   return jnp.mean(jnp.std(jnp.exp(log_probs), axis=0), axis=-1)
 
 

@@ -21,10 +21,12 @@ O(N·m·D) time, O(N) memory). With `hac_sample` ≥ N the clustering is exact.
 import jax
 import jax.numpy as jnp
 
+from jal import checks
 from jal import cluster
 from jal import linkage
+from jal.acquisition import ranges
 from jal.acquisition import uncertainty
-from jal.acquisition.base import Strategy, top_k_unlabeled
+from jal.acquisition.base import Strategy, top_k_unlabeled_first
 
 
 def hac_pool_clusters(key: jax.Array, features: jax.Array, num_clusters: int,
@@ -44,7 +46,12 @@ def hac_pool_clusters(key: jax.Array, features: jax.Array, num_clusters: int,
   Returns:
     [N] int32 cluster ids.
   """
-  n = features.shape[0]
+  n, _ = checks.points(features, 'features')
+  checks.positive_int(num_clusters, 'num_clusters')
+  checks.positive_int(sample_size, 'sample_size')
+  if distance_threshold is not None and checks.concrete(distance_threshold):
+    ranges.check(ranges.POSITIVE, float(distance_threshold),
+                 'distance_threshold')
   if sample_size >= n:
     sample = jnp.arange(n)
   else:
@@ -74,7 +81,12 @@ def round_robin(key: jax.Array, candidates: jax.Array, valid: jax.Array,
   Returns:
     [query_size] int32 pool indices.
   """
-  m = candidates.shape[0]
+  (m,) = checks.array(candidates, 1, 'candidates', '[M]')
+  checks.mask(valid, 'valid', m)
+  checks.size(checks.array(cluster_ids, 1, 'cluster_ids', '[M]')[0], m,
+              'cluster_ids', 'entries', 'one per candidate')
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, valid, 'query_size', 'candidates are valid')
   # Sorted by cluster, valid members first, in random order within each:
   # position inside the cluster's run = turn at which it is taken.
   by_cluster = jnp.lexsort((jax.random.uniform(key, (m,)), ~valid,
@@ -111,12 +123,19 @@ def _select(key, inputs, labeled_mask, cluster_ids, query_size, *,
             chunk_size):
   del num_clusters, hac_sample, distance_threshold, chunk_size
   num_candidates = min(margin_multiple * query_size, labeled_mask.shape[0])
-  candidates = top_k_unlabeled(uncertainty.margin(inputs['log_probs']),
-                               labeled_mask, num_candidates)
+  candidates = top_k_unlabeled_first(uncertainty.margin(inputs['log_probs']),
+                                     labeled_mask, num_candidates)
   selected = round_robin(key, candidates, ~labeled_mask[candidates],
                          cluster_ids[candidates], query_size)
   return selected, cluster_ids
 
 
+RANGES = dict(margin_multiple=ranges.POSITIVE_INT,
+              num_clusters=ranges.POSITIVE_INT,
+              hac_sample=ranges.POSITIVE_INT,
+              distance_threshold=ranges.optional(ranges.POSITIVE,
+                                                 'no threshold'),
+              chunk_size=ranges.POSITIVE_INT)
+
 STRATEGIES = (Strategy('cluster_margin', ('log_probs', 'embeddings'), _select,
-                       init=_init, hparams=HPARAMS),)
+                       init=_init, hparams=HPARAMS, ranges=RANGES),)

@@ -29,8 +29,24 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jal import checks
 from jal import cluster
+from jal.acquisition import ranges
 from jal.acquisition.base import stateless
+
+
+_RADIUS = ranges.optional(ranges.POSITIVE, 'chosen from the purity')
+_PURITY = ranges.interval(0, 1, low_open=True)
+
+
+def _check_picks(features, labeled_mask, query_size: int) -> int:
+  """Checks the arguments every selection takes; returns N."""
+  n, _ = checks.points(features, 'features')
+  checks.mask(labeled_mask, 'labeled_mask', n)
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, labeled_mask, 'query_size',
+                    'pool points are unlabeled', count_false=True)
+  return n
 
 
 def typicality(features: jax.Array, cluster_ids: jax.Array,
@@ -78,8 +94,17 @@ def typiclust_select(key: jax.Array, features: jax.Array,
 
   Returns:
     [query_size] int32 distinct unlabeled indices.
+
+  Raises:
+    ConfigError: a bad argument, named.
   """
-  n = features.shape[0]
+  n = _check_picks(features, labeled_mask, query_size)
+  for name, value, low in (('max_clusters', max_clusters, 1),
+                           ('num_neighbours', num_neighbours, 1),
+                           ('min_cluster_size', min_cluster_size, 1),
+                           ('num_iters', num_iters, 0),
+                           ('chunk_size', chunk_size, 1)):
+    checks.int_at_least(value, low, name)
   k_max = min(max_clusters, n)
   num_clusters = jnp.minimum(jnp.sum(labeled_mask) + query_size, k_max)
   in_use = jnp.arange(k_max) < num_clusters
@@ -156,7 +181,18 @@ def probcover_select(key: jax.Array, features: jax.Array,
   Returns:
     [query_size] int32 distinct unlabeled indices; ties between equal
     coverage gains go to the lowest index.
+
+  Raises:
+    ConfigError: a bad argument, named.
   """
+  _check_picks(features, labeled_mask, query_size)
+  if checks.concrete(radius):
+    ranges.check(_RADIUS, radius if radius is None else float(radius),
+                 'radius')
+  ranges.check(_PURITY, purity, 'purity')
+  for name, value in (('num_neighbours', num_neighbours),
+                      ('num_classes', num_classes), ('chunk_size', chunk_size)):
+    checks.positive_int(value, name)
   radius_key, random_key = jax.random.split(key)
   neighbour_sq, neighbours = cluster.knn(features, num_neighbours,
                                          chunk_size=chunk_size)
@@ -206,6 +242,15 @@ def _probcover(key, inputs, labeled_mask, query_size,
 
 
 STRATEGIES = (
-    stateless('typiclust', ('embeddings',), _typiclust),
-    stateless('probcover', ('embeddings',), _probcover),
+    stateless('typiclust', ('embeddings',), _typiclust,
+              ranges=dict(max_clusters=ranges.POSITIVE_INT,
+                          num_neighbours=ranges.POSITIVE_INT,
+                          min_cluster_size=ranges.POSITIVE_INT,
+                          num_iters=ranges.NON_NEGATIVE_INT,
+                          chunk_size=ranges.POSITIVE_INT)),
+    stateless('probcover', ('embeddings',), _probcover,
+              ranges=dict(radius=_RADIUS,
+                          num_neighbours=ranges.POSITIVE_INT,
+                          num_classes=ranges.POSITIVE_INT, purity=_PURITY,
+                          chunk_size=ranges.POSITIVE_INT)),
 )

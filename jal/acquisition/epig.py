@@ -15,15 +15,30 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from jal import checks
 from jal import chunking
+from jal import errors
 from jal import information
+from jal.acquisition import ranges
+from jal.acquisition import uncertainty
 from jal.acquisition.base import stateless, top_k_unlabeled
 
 
 def sample_targets(key: jax.Array, labeled_mask: jax.Array,
                    num_targets: int) -> jax.Array:
-  """[num_targets] int32 unlabeled indices, uniform with replacement."""
+  """[num_targets] int32 unlabeled indices, uniform with replacement.
+
+  Raises:
+    ConfigError: `num_targets` < 1, or no unlabeled point (when known).
+  """
+  checks.mask(labeled_mask, 'labeled_mask')
+  checks.positive_int(num_targets, 'num_targets')
+  if checks.concrete(labeled_mask) and np.all(np.asarray(labeled_mask)):
+    raise errors.ConfigError(
+        'labeled_mask marks every pool point labeled, but the targets are '
+        'drawn from the unlabeled ones; leave some unlabeled.')
   logits = jnp.where(labeled_mask, -jnp.inf, 0.0)
   return jax.random.categorical(key, logits, shape=(num_targets,)).astype(
       jnp.int32)
@@ -43,6 +58,13 @@ def epig_scores(log_probs: jax.Array, target_log_probs: jax.Array, *,
   Returns:
     [N] float32, ≥ 0 up to rounding.
   """
+  uncertainty.check_rank(log_probs)
+  checks.array(target_log_probs, 3, 'target_log_probs', '[K, M, C]')
+  checks.size(target_log_probs.shape[0], log_probs.shape[0],
+              'target_log_probs', 'passes (axis 0)', 'as many as log_probs')
+  checks.size(target_log_probs.shape[2], log_probs.shape[2],
+              'target_log_probs', 'classes (axis 2)', 'as many as log_probs')
+  checks.positive_int(chunk_size, 'chunk_size')
   num_passes, n, _ = log_probs.shape
   target_probs = jnp.exp(target_log_probs)  # [K, M, C]
   target_entropy = jnp.mean(information.entropy(jnp.mean(target_probs, 0)))
@@ -65,4 +87,6 @@ def _select(key, inputs, labeled_mask, query_size, num_targets: int = 100,
   return top_k_unlabeled(scores, labeled_mask, query_size)
 
 
-STRATEGIES = (stateless('epig', ('mc_log_probs',), _select),)
+STRATEGIES = (stateless('epig', ('mc_log_probs',), _select,
+                        ranges=dict(num_targets=ranges.POSITIVE_INT,
+                                    chunk_size=ranges.POSITIVE_INT)),)

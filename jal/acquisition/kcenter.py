@@ -11,7 +11,9 @@ distance matrix, and the PCA to 32 dimensions it needed, are not required
 
 import jax
 
+from jal import checks
 from jal import cluster
+from jal.acquisition import ranges
 from jal.acquisition.base import stateless
 
 
@@ -30,7 +32,16 @@ def kcenter_select(features: jax.Array, labeled_mask: jax.Array,
     [query_size] int32 unlabeled indices in pick order; ties go to the lowest
     index (with no labeled point, the first pick is the lowest unlabeled
     index).
+
+  Raises:
+    ConfigError: a bad argument (e.g. more picks than unlabeled points),
+      named.
   """
+  n, _ = checks.points(features, 'features')
+  checks.mask(labeled_mask, 'labeled_mask', n)
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, labeled_mask, 'query_size',
+                    'pool points are unlabeled', count_false=True)
   min_sq = cluster.min_sq_distances_to_subset(features, labeled_mask,
                                               chunk_size)
   return cluster.farthest_first(features, min_sq, ~labeled_mask, query_size)
@@ -42,8 +53,14 @@ def _select(key, inputs, labeled_mask, query_size, pca_dim: int = 0,
   del key
   features = inputs['embeddings']
   if pca_dim:
+    checks.int_in(pca_dim, 0, features.shape[-1],
+                  'config.hparams.kcenter.pca_dim',
+                  f'0: no PCA; the embeddings have {features.shape[-1]} '
+                  'features')
     features = cluster.pca_project(features, pca_dim)
   return kcenter_select(features, labeled_mask, query_size, chunk_size)
 
 
-STRATEGIES = (stateless('kcenter', ('embeddings',), _select),)
+STRATEGIES = (stateless('kcenter', ('embeddings',), _select,
+                        ranges=dict(pca_dim=ranges.NON_NEGATIVE_INT,
+                                    chunk_size=ranges.POSITIVE_INT)),)

@@ -13,9 +13,11 @@ chunked distances), so memory stays linear in the pool.
 import jax
 import jax.numpy as jnp
 
+from jal import checks
 from jal import cluster
+from jal.acquisition import ranges
 from jal.acquisition import uncertainty
-from jal.acquisition.base import stateless, top_k_unlabeled
+from jal.acquisition.base import stateless, top_k_unlabeled_first
 
 
 def kmeans_select(key: jax.Array, features: jax.Array,
@@ -35,7 +37,17 @@ def kmeans_select(key: jax.Array, features: jax.Array,
 
   Returns:
     [query_size] int32 distinct indices of positive weight, one per centre.
+
+  Raises:
+    ConfigError: a bad argument (e.g. more picks than positive weights),
+      named.
   """
+  n, _ = checks.points(features, 'features')
+  checks.array(weights, 1, 'weights', '[N]')
+  checks.size(weights.shape[0], n, 'weights', 'entries', 'one per point')
+  checks.non_negative(weights, 'weights')
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, weights, 'query_size', 'weights are positive')
   centres = cluster.kmeans(key, features, weights, query_size, num_iters,
                            chunk_size)
   return cluster.nearest_distinct(features, centres, weights > 0, chunk_size)
@@ -53,7 +65,7 @@ def _dbal(key, inputs, labeled_mask, query_size, beta: int = 10,
   """`dbal`: margin pre-filter of `beta · query_size`, weighted k-means."""
   num_candidates = min(beta * query_size, labeled_mask.shape[0])
   scores = uncertainty.margin(inputs['log_probs'])
-  candidates = top_k_unlabeled(scores, labeled_mask, num_candidates)
+  candidates = top_k_unlabeled_first(scores, labeled_mask, num_candidates)
   # Fewer unlabeled points than candidates: the surplus are labeled, weight 0.
   weights = jnp.where(labeled_mask[candidates], 0.0,
                       jnp.maximum(scores[candidates], 1e-12))
@@ -63,6 +75,11 @@ def _dbal(key, inputs, labeled_mask, query_size, beta: int = 10,
 
 
 STRATEGIES = (
-    stateless('kmeans', ('embeddings',), _kmeans),
-    stateless('dbal', ('log_probs', 'embeddings'), _dbal),
+    stateless('kmeans', ('embeddings',), _kmeans,
+              ranges=dict(num_iters=ranges.NON_NEGATIVE_INT,
+                          chunk_size=ranges.POSITIVE_INT)),
+    stateless('dbal', ('log_probs', 'embeddings'), _dbal,
+              ranges=dict(beta=ranges.POSITIVE_INT,
+                          num_iters=ranges.NON_NEGATIVE_INT,
+                          chunk_size=ranges.POSITIVE_INT)),
 )

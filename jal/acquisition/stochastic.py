@@ -9,7 +9,9 @@ probabilities proportional to weights derived from the scores:
 
 Sampling b without replacement ∝ w is the top-b of log w + Gumbel noise
 (Gumbel-top-k), so each strategy is one jittable top-k. β is the
-`beta` keyword of `select` (`config.hparams.<name>.beta`, default 1).
+`beta` keyword of `select` (`config.hparams.<name>.beta`, default 1), a
+finite β ≥ 0 (β = 0 samples uniformly; a negative β would favour the least
+informative points).
 """
 
 from collections.abc import Callable
@@ -17,7 +19,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jal import checks
+from jal import errors
 from jal.acquisition import bayesian
+from jal.acquisition import ranges
 from jal.acquisition import uncertainty
 from jal.acquisition.base import Strategy, stateless, top_k_unlabeled
 
@@ -35,19 +40,22 @@ def log_weights(scores: jax.Array, labeled_mask: jax.Array, mode: str,
   Returns:
     [N] float32; −inf for zero weight (a zero score under 'power').
   """
+  n = checks.array(scores, 1, 'scores', '[N]')[0]
+  checks.mask(labeled_mask, 'labeled_mask', n)
+  if mode not in ('power', 'softmax', 'softrank'):
+    raise errors.ConfigError(f"Unknown mode {mode!r}: use 'power', 'softmax' "
+                             "or 'softrank'.")
+  checks.non_negative(beta, 'beta')
   scores = jnp.where(jnp.isnan(scores), -jnp.inf, scores)
   if mode == 'power':
     return beta * jnp.log(jnp.maximum(scores, 0.0))
   if mode == 'softmax':
     return beta * scores
-  if mode == 'softrank':
-    order = jnp.argsort(-jnp.where(labeled_mask, -jnp.inf, scores),
-                        stable=True)
-    ranks = jnp.zeros(scores.shape, jnp.int32).at[order].set(
-        jnp.arange(1, scores.shape[0] + 1, dtype=jnp.int32))
-    return -beta * jnp.log(ranks.astype(jnp.float32))
-  raise ValueError(f"Unknown mode {mode!r}: use 'power', 'softmax' or "
-                   "'softrank'.")
+  order = jnp.argsort(-jnp.where(labeled_mask, -jnp.inf, scores),
+                      stable=True)
+  ranks = jnp.zeros(scores.shape, jnp.int32).at[order].set(
+      jnp.arange(1, scores.shape[0] + 1, dtype=jnp.int32))
+  return -beta * jnp.log(ranks.astype(jnp.float32))
 
 
 def gumbel_top_k(key: jax.Array, log_w: jax.Array, labeled_mask: jax.Array,
@@ -75,7 +83,8 @@ def stochastic_strategy(name: str, score: Callable[[jax.Array], jax.Array],
     log_w = log_weights(score(inputs[needs]), labeled_mask, mode, beta)
     return gumbel_top_k(key, log_w, labeled_mask, query_size)
 
-  return stateless(name, (needs,), select)
+  return stateless(name, (needs,), select,
+                   ranges=dict(beta=ranges.NON_NEGATIVE))
 
 
 STRATEGIES = tuple(

@@ -9,12 +9,21 @@ deterministic pass). DeepAL+ names the MC-dropout ("D") versions
 import jax
 import jax.numpy as jnp
 
+from jal import checks
 from jal import information
 from jal.acquisition.base import score_strategy, stateless, top_k_unlabeled
 
 
+def check_rank(log_probs) -> None:
+  """Raises unless `log_probs` is [K, N, C] (a shape check: free under jit)."""
+  checks.array(log_probs, 3, 'log_probs', '[K, N, C] (K passes, N points, C '
+               'classes; add a leading axis to one [N, C] pass)',
+               floating=True)
+
+
 def mean_probs(log_probs: jax.Array) -> jax.Array:
   """[K, N, C] log-probabilities → [N, C] mean probabilities."""
+  check_rank(log_probs)
   return jnp.mean(jnp.exp(log_probs), axis=0)
 
 
@@ -25,6 +34,8 @@ def entropy(log_probs: jax.Array) -> jax.Array:
 
 def margin(log_probs: jax.Array) -> jax.Array:
   """1 − (p_(1) − p_(2)), the top-two gap, so that small gaps score high."""
+  if log_probs.shape[-1] < 2:
+    checks.log_probs(log_probs, 'log_probs', 3, '[K, N, C]')  # raises
   top2, _ = jax.lax.top_k(mean_probs(log_probs), 2)
   return 1.0 - (top2[:, 0] - top2[:, 1])
 
@@ -40,6 +51,7 @@ def var_ratio(log_probs: jax.Array) -> jax.Array:
   With K = 1 every pass agrees and the score is 0 everywhere; use it with
   stochastic predictions.
   """
+  check_rank(log_probs)
   num_classes = log_probs.shape[-1]
   votes = jax.nn.one_hot(jnp.argmax(log_probs, -1), num_classes).sum(axis=0)
   return 1.0 - jnp.max(votes, axis=-1) / log_probs.shape[0]
