@@ -28,3 +28,11 @@ class CorruptDatasetError(JalError, ValueError):
 
 class CheckpointError(JalError, ValueError):
   """A work directory holds a checkpoint that cannot be resumed."""
+
+
+class NoResultsError(JalError, FileNotFoundError):
+  """A study directory is missing or holds no finished experiment."""
+
+
+class CorruptResultsError(JalError, ValueError):
+  """A work or study directory holds a record file that cannot be read."""
