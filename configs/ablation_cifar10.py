@@ -21,9 +21,9 @@ def get_config():
   bench = config_lib.from_file(
       os.path.join(os.path.dirname(__file__), 'benchmark_cifar10.py'))
   bench.base.num_rounds = 40
-  bench.datasets = ['cifar10']
+  bench.datasets = ('cifar10',)
   bench.strategies = 'random,entropy'
-  bench.query_sizes = [1000, 2000, 4000, 10000]
-  bench.epochs = [5, 10, 15, 20, 25, 30]
+  bench.query_sizes = (1000, 2000, 4000, 10000)
+  bench.epochs = (5, 10, 15, 20, 25, 30)
   bench.budget = 41000
   return bench

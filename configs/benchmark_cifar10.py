@@ -33,11 +33,11 @@ def get_config():
   base.query_size = 1000
   base.num_rounds = 10
   bench.base = base
-  bench.datasets = ['cifar10', 'cifar10-imb']
+  bench.datasets = ('cifar10', 'cifar10-imb')
   bench.strategies = 'all'
-  bench.seeds = [0, 1, 2]
-  bench.query_sizes = []
-  bench.epochs = []
+  bench.seeds = (0, 1, 2)
+  bench.query_sizes = ()
+  bench.epochs = ()
   bench.budget = 0
   bench.vmap_trials = True
   return bench

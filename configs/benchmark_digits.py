@@ -23,11 +23,13 @@ def get_config():
   base.query_size = 20
   base.num_rounds = 8
   bench.base = base
-  bench.datasets = ['digits']
+  # Tuples and strings, which the command line sets as comma-separated
+  # values: --config.seeds=0,1,2 --config.strategies=random,entropy.
+  bench.datasets = ('digits',)
   bench.strategies = 'all'
-  bench.seeds = [0, 1, 2]
-  bench.query_sizes = []
-  bench.epochs = []
+  bench.seeds = (0, 1, 2)
+  bench.query_sizes = ()
+  bench.epochs = ()
   bench.budget = 0  # 0: base.num_rounds rounds
   # BatchBALD's default of 1e5 sampled configurations takes minutes per
   # round on a small CPU; 1000 keeps it in seconds.
@@ -35,5 +37,5 @@ def get_config():
   bench.vmap_trials = True
   # On a CPU, MC-dropout passes vmapped over seeds ran slower than seed by
   # seed (experiments/bench_trials.py); deterministic ones ran faster.
-  bench.vmap_trials_except_needs = ['mc_log_probs']
+  bench.vmap_trials_except_needs = ('mc_log_probs',)
   return bench

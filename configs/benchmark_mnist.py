@@ -35,14 +35,14 @@ def get_config():
   base.query_size = 500
   base.num_rounds = 10
   bench.base = base
-  bench.datasets = ['mnist', 'mnist-imb']
+  bench.datasets = ('mnist', 'mnist-imb')
   bench.strategies = 'all'
-  bench.seeds = [0, 1, 2]
-  bench.query_sizes = []
-  bench.epochs = []
+  bench.seeds = (0, 1, 2)
+  bench.query_sizes = ()
+  bench.epochs = ()
   bench.budget = 0
   bench.vmap_trials = True
   # On a CPU, MC-dropout passes vmapped over seeds ran slower than seed by
   # seed (experiments/bench_trials.py); deterministic ones ran faster.
-  bench.vmap_trials_except_needs = ['mc_log_probs']
+  bench.vmap_trials_except_needs = ('mc_log_probs',)
   return bench

@@ -5,7 +5,11 @@
   python experiments/report.py /tmp/bench_digits
 
 Each cell is an experiment directory under --workdir. Running the same command
-again skips finished cells and resumes unfinished ones from their checkpoints.
+again skips finished cells and resumes unfinished ones from their checkpoints;
+cells run with other settings stop it before any work (use a new --workdir).
+List fields are set as comma-separated values:
+`--config.seeds=0,1,2 --config.datasets=digits,digits-imb`. Problems a user
+can fix end it with a one-line error (exit status 1; `jal.cli`).
 
 Cells of a grid compile the same programs (seeds and strategies differ in
 data, not in shapes), so XLA's persistent compilation cache, kept in
@@ -15,18 +19,15 @@ the recompilation (on a small CPU, most of a small cell's time).
 
 import os
 
-from absl import app
 from absl import flags
 import jax
-from ml_collections import config_flags
 
+from jal import cli
 from jal import study
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/benchmark_digits.py', 'Benchmark config file.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Benchmark directory.',
-                               required=True)
+_CONFIG = cli.define_config('configs/benchmark_digits.py',
+                            'Benchmark config file.')
+_WORKDIR = cli.define_workdir('Benchmark directory.')
 _CACHE = flags.DEFINE_string(
     'compilation_cache', None, 'Directory of the persistent XLA compilation '
     "cache (default WORKDIR/jax_cache; 'none' turns it off).")
@@ -43,4 +44,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

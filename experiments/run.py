@@ -7,22 +7,16 @@
       --config.hparams.power_bald.beta=2.0 --workdir=/tmp/jal_power
 
 Running again with the same --workdir resumes where the last run stopped.
-A bad config or missing data stops it with a one-line error (exit status 1)
-before any work.
+A bad config, flag or work directory, missing data or a full disk stops it
+with a one-line error (exit status 1; `jal.cli`), before any work where it
+can be seen before.
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from jal import errors
+from jal import cli
 from jal import loop
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', 'configs/default.py', 'Experiment config file.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Experiment directory.',
-                               required=True)
+_CONFIG = cli.define_config('configs/default.py', 'Experiment config file.')
+_WORKDIR = cli.define_workdir('Experiment directory.')
 
 
 def _print_round(record: dict) -> None:
@@ -38,13 +32,10 @@ def main(argv):
   config = _CONFIG.value
   print(f'{config.strategy} on {config.dataset} with {config.model}; '
         f'work directory {_WORKDIR.value}', flush=True)
-  try:
-    summary = loop.run(config, _WORKDIR.value, on_round=_print_round)
-  except errors.JalError as e:
-    raise SystemExit(f'error: {e}') from None
+  summary = loop.run(config, _WORKDIR.value, on_round=_print_round)
   print(f"AUBC {summary['aubc']:.4f}  final accuracy "
         f"{summary['final_accuracy']:.4f}", flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

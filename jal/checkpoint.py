@@ -27,13 +27,31 @@ _RECORDS = '__records__'
 
 
 def atomic_write(path: str, data: bytes) -> None:
-  """Writes `data` to `path` so that readers see the old or the new file."""
+  """Writes `data` to `path` so that readers see the old or the new file.
+
+  Raises:
+    OSError: the write failed (its `filename` names the file); `path` keeps
+      its old contents and the temporary file is removed.
+  """
   tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError as e:
+    if e.filename is None:  # a failed write or fsync (a full disk) names none
+      e.filename = tmp
+    _remove_quietly(tmp)
+    raise
+
+
+def _remove_quietly(path: str) -> None:
+  try:
+    os.remove(path)
+  except OSError:
+    pass
 
 
 def _is_key(leaf) -> bool:

@@ -32,3 +32,11 @@ class CheckpointError(JalError, ValueError):
 
 class DivergedError(JalError, RuntimeError):
   """Training gave a model with NaN or infinite parameters or predictions."""
+
+
+class NoResultsError(JalError, FileNotFoundError):
+  """A study directory is missing or holds no finished experiment."""
+
+
+class CorruptResultsError(JalError, ValueError):
+  """A work or study directory holds a record file that cannot be read."""

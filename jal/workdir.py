@@ -78,6 +78,43 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
   return text
 
 
+def _read_json(path: str, workdir: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise errors.CheckpointError(
+        f'Cannot read {path} ({e}). Delete {workdir} to run that experiment '
+        'again, or use a new work directory.') from None
+
+
+def check_stored(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Checks that the configs `workdir` holds, if any, are `config`.
+
+  Compares `config.json` (written when the run started) and the config in
+  `summary.json` (what a finished run reports) with `config`, so that a
+  finished run is reused only for the experiment it ran.
+
+  Raises:
+    CheckpointError: either file holds another config or cannot be read.
+  """
+  wanted = json.loads(config_json(config))
+  for name in (CONFIG, SUMMARY):
+    path = os.path.join(workdir, name)
+    if not os.path.lexists(path):
+      continue
+    stored = _read_json(path, workdir)
+    if name == SUMMARY and isinstance(stored, dict):
+      stored = stored.get('config')
+    changed = (_differences(stored, wanted) if isinstance(stored, dict)
+               else ['(no config stored)'])
+    if changed:
+      raise errors.CheckpointError(
+          f'{workdir} holds an experiment with a different config ({path}; '
+          f'fields that differ: {", ".join(changed)}). Use a new work '
+          f'directory, or delete {workdir} to run it again.')
+
+
 def save_round(workdir: str, state, records: list[dict],
                config_text: str) -> None:
   """Checkpoints the state after a round, then rewrites `results.jsonl`."""

@@ -20,12 +20,15 @@ The numbers come from `jal.report.stats` and the figures from
 `jal.report.figures`; this module only lays them out.
 """
 
+import io
 import os
 import re
 from collections.abc import Sequence
 
 import numpy as np
 
+from jal import checkpoint
+from jal import errors
 from jal.report import figures
 from jal.report import runs
 from jal.report import stats
@@ -58,8 +61,10 @@ def _slug(name: str) -> str:
 
 
 def _figure(fig, workdir: str, name: str, alt: str) -> str:
-  """Saves `fig` as `workdir/name`; returns its markdown image."""
-  fig.savefig(os.path.join(workdir, name))
+  """Saves `fig` as `workdir/name` (atomically); returns its markdown image."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format='png')
+  checkpoint.atomic_write(os.path.join(workdir, name), buffer.getvalue())
   return f'![{alt}]({name})'
 
 
@@ -214,10 +219,16 @@ def _ablations(grouped: runs.Grouped, workdir: str) -> list[str]:
 
 
 def write(workdir: str, margin: float = stats.MARGIN) -> str:
-  """Writes `workdir/report.md` and its figures; returns the report's path."""
+  """Writes `workdir/report.md` and its figures; returns the report's path.
+
+  Raises:
+    NoResultsError: `workdir` is missing or holds no finished cell.
+    CorruptResultsError: a cell's files cannot be read (the message names
+      the file).
+  """
   found, unfinished = runs.load_runs(workdir)
   if not found:
-    raise FileNotFoundError(
+    raise errors.NoResultsError(
         f'No finished experiment (summary.json) under {workdir}. Run '
         'experiments/benchmark.py with --workdir pointing there first.')
   grouped = runs.group(found)
@@ -240,6 +251,5 @@ def write(workdir: str, margin: float = stats.MARGIN) -> str:
   out += _timing(grouped, names)
   out += _ablations(grouped, workdir)
   path = os.path.join(workdir, REPORT)
-  with open(path, 'w') as f:
-    f.write('\n'.join(out) + '\n')
+  checkpoint.atomic_write(path, ('\n'.join(out) + '\n').encode())
   return path

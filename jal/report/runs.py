@@ -4,7 +4,9 @@ A study directory holds one `jal.loop.run` work directory per `study.Cell`.
 The cells are read from the `grid.json` that `study.run_grid` writes; a study
 directory without one (written before it existed, or assembled by hand) is
 walked for the `config.json` of each cell instead. A cell is finished when it
-holds `summary.json`.
+holds `summary.json`. A missing directory raises `errors.NoResultsError`, a
+file that cannot be read `errors.CorruptResultsError` naming it (and, for a
+record, its line).
 """
 
 import collections
@@ -13,6 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 
+from jal import errors
 from jal import loop
 from jal import metrics
 from jal import study
@@ -50,23 +53,49 @@ class Run:
 Grouped = dict[Task, dict[str, list[Run]]]
 
 
-def _cell(fields: Mapping) -> study.Cell:
+def _corrupt(path: str, what: str) -> errors.CorruptResultsError:
+  return errors.CorruptResultsError(
+      f'{path}: {what}. Delete it, or the cell directory holding it, and run '
+      'experiments/benchmark.py again to recompute what it held.')
+
+
+def _read_json(path: str):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise _corrupt(path, f'cannot be read as JSON ({e})') from None
+
+
+def _cell(fields, path: str) -> study.Cell:
   """The cell named by a `grid.json` entry or a cell's `config.json`."""
-  return study.Cell(**{f.name: fields[f.name]
-                       for f in dataclasses.fields(study.Cell)})
+  try:
+    return study.Cell(**{f.name: fields[f.name]
+                         for f in dataclasses.fields(study.Cell)})
+  except (KeyError, TypeError) as e:
+    raise _corrupt(path, f'names no study cell (missing {e})') from None
 
 
 def find_cells(workdir: str) -> list[tuple[study.Cell, str]]:
   """The study's cells with their directories relative to `workdir`."""
+  if not os.path.isdir(workdir):
+    raise errors.NoResultsError(
+        f'{workdir} is not a directory: give the --workdir of '
+        'experiments/benchmark.py.')
   grid = os.path.join(workdir, study.GRID)
   if os.path.exists(grid):
-    with open(grid) as f:
-      return [(_cell(entry), entry['path']) for entry in json.load(f)['cells']]
+    entries = _read_json(grid)
+    try:
+      return [(_cell(entry, grid), entry['path'])
+              for entry in entries['cells']]
+    except (KeyError, TypeError) as e:
+      raise _corrupt(grid, f'lists no cells (missing {e})') from None
   found = []
   for root, _, files in sorted(os.walk(workdir)):
     if loop.CONFIG in files:
-      with open(os.path.join(root, loop.CONFIG)) as f:
-        found.append((_cell(json.load(f)), os.path.relpath(root, workdir)))
+      path = os.path.join(root, loop.CONFIG)
+      found.append((_cell(_read_json(path), path),
+                    os.path.relpath(root, workdir)))
   return found
 
 
@@ -74,10 +103,48 @@ def _column(records: list[dict], key: str) -> tuple:
   return tuple(record[key] for record in records)
 
 
+_NUMBERS = ('num_labeled', 'test_accuracy', 'train_seconds', 'query_seconds')
+
+
+def _record(line: str, path: str, number: int) -> dict:
+  """One round's record, a line of `results.jsonl`."""
+  where = f'line {number}'
+  try:
+    record = json.loads(line)
+  except ValueError as e:
+    raise _corrupt(path, f'{where} is not a JSON record ({e})') from None
+  if not isinstance(record, dict):
+    raise _corrupt(path, f'{where} is not a JSON object')
+  for key in _NUMBERS:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      raise _corrupt(path, f'{where} has no number {key!r} (got {value!r})')
+  return record
+
+
+def read_records(directory: str) -> list[dict]:
+  """The per-round records of a finished work directory (`results.jsonl`).
+
+  Raises:
+    CorruptResultsError: the file is missing, empty, or a line is not a
+      record; the message names the file and the line.
+  """
+  path = os.path.join(directory, loop.RESULTS)
+  try:
+    with open(path) as f:
+      lines = list(f)
+  except (OSError, UnicodeDecodeError) as e:
+    raise _corrupt(path, f'cannot be read ({e})') from None
+  records = [_record(line, path, number)
+             for number, line in enumerate(lines, 1) if line.strip()]
+  if not records:
+    raise _corrupt(path, 'holds no round although the cell has finished')
+  return records
+
+
 def read_run(cell: study.Cell, directory: str) -> Run:
   """The run of `cell` from its finished work directory."""
-  with open(os.path.join(directory, loop.RESULTS)) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  records = read_records(directory)
   timed_tests = all('test_seconds' in r for r in records)
   return Run(cell=cell, num_labeled=_column(records, 'num_labeled'),
              accuracies=_column(records, 'test_accuracy'),
