@@ -47,6 +47,40 @@ def conditional_entropy(log_probs: jax.Array) -> jax.Array:
   return jnp.mean(information.entropy(jnp.exp(log_probs)), axis=0)
 
 
+def _pairwise_sum(x: jax.Array) -> jax.Array:
+  """Σ over axis 0 as a balanced tree of additions; [S, M] → [M].
+
+  The rounding error grows like log S rather than S (a sequential sum of the
+  10^4 configurations' terms of a joint entropy in float32 was 6e-5 nats
+  off).
+  """
+  while x.shape[0] > 1:
+    if x.shape[0] % 2:
+      x = jnp.concatenate([x, jnp.zeros_like(x[:1])])
+    x = x[0::2] + x[1::2]
+  return x[0]
+
+
+def _accurate_dot(weights: jax.Array, terms: jax.Array,
+                  block: int = 64) -> jax.Array:
+  """weights @ terms, [S] × [S, M] → [M], summed to near float32 precision.
+
+  Blocks of `block` configurations are dot products; the blocks' partial
+  sums are added pairwise. With `jax_enable_x64` on, all of it runs in
+  float64.
+  """
+  dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+  weights, terms = weights.astype(dtype), terms.astype(dtype)
+  num_configs = weights.shape[0]
+  if num_configs <= block:
+    return weights @ terms
+  pad = -num_configs % block
+  weights = jnp.pad(weights, (0, pad)).reshape(-1, block)
+  terms = jnp.pad(terms, ((0, pad), (0, 0))).reshape(
+      weights.shape[0], block, -1)
+  return _pairwise_sum(jnp.einsum('bs,bsm->bm', weights, terms))
+
+
 def _candidate_scores(log_joint: jax.Array, exact: bool, log_probs: jax.Array,
                       cond: jax.Array, available: jax.Array,
                       chunk_elements: int) -> jax.Array:
@@ -82,8 +116,9 @@ def _candidate_scores(log_joint: jax.Array, exact: bool, log_probs: jax.Array,
     probs = jnp.exp(log_probs[:, rows, :]).reshape(num_passes, -1)
     joint = (scaled.T @ probs) / num_passes  # [S, B·C]
     log_joint_c = jnp.log(jnp.where(joint > 0, joint, 1.0))
-    entropy = -(weights @ (joint * (top[:, None] + log_joint_c)))
-    return entropy.reshape(chunk, num_classes).sum(-1) - cond[rows]
+    entropy = -_accurate_dot(weights, joint * (top[:, None] + log_joint_c))
+    return (entropy.reshape(chunk, num_classes).sum(-1)
+            - cond[rows].astype(entropy.dtype)).astype(jnp.float32)
 
   scores = chunking.map_masked(score, n, chunk, available)
   scores = jnp.where(jnp.isnan(scores), jnp.finfo(jnp.float32).min, scores)
