@@ -6,6 +6,7 @@ the field, its value and the allowed range, before data is loaded or a model
 trained.
 """
 
+import difflib
 import importlib.util
 import math
 import os
@@ -120,8 +121,34 @@ def _validate_optimizer(config) -> None:
            f'{config.weight_decay!r}.')
 
 
+def did_you_mean(name: str, known) -> str:
+  """' (did you mean 'x'?)' for the closest of `known`, or ''."""
+  close = difflib.get_close_matches(name, list(known), n=1)
+  return f' (did you mean {close[0]!r}?)' if close else ''
+
+
+def _check_field_names(config) -> None:
+  """Refuses fields `default()` lacks (typos) and missing ones."""
+  known = default()
+  unknown = sorted(set(config) - set(known))
+  _require(not unknown,
+           f'config.{unknown[0] if unknown else ""} is not an experiment field'
+           f'{did_you_mean(unknown[0], known) if unknown else ""}; see '
+           'jal.config.default().')
+  missing = sorted(set(known) - set(config))
+  _require(not missing,
+           f'config lacks {", ".join(missing)}: start it from '
+           'jal.config.default().')
+  registered = acquisition.names()
+  for name in config.hparams:
+    _require(name in registered or name == config.strategy,
+             f'config.hparams.{name} names no registered strategy'
+             f'{did_you_mean(name, registered)} and is not config.strategy.')
+
+
 def validate(config) -> None:
   """Checks fields that do not depend on the data."""
+  _check_field_names(config)
   for field in ('initial_size', 'query_size', 'batch_size', 'num_epochs',
                 'posterior_samples', 'eval_chunk'):
     _positive_int(config, field)

@@ -38,7 +38,6 @@ the grid lacks, stops the grid before any work (`check_reuse`).
 
 import contextlib
 import dataclasses
-import difflib
 import itertools
 import json
 import logging
@@ -143,11 +142,6 @@ def _ints(bench, field: str, minimum: int, noun: str | None = None
   return _checked_list(field, values, noun)
 
 
-def _did_you_mean(name: str, known) -> str:
-  close = difflib.get_close_matches(name, list(known), n=1)
-  return f' (did you mean {close[0]!r}?)' if close else ''
-
-
 def datasets(bench: ml_collections.ConfigDict) -> list[str]:
   """The grid's dataset names; refused if not a dataset jal can load."""
   names = _names(bench, 'datasets', 'dataset')
@@ -157,7 +151,7 @@ def datasets(bench: ml_collections.ConfigDict) -> list[str]:
     if base not in known and not tfds_source.installed():
       raise errors.UnknownNameError(
           f'config.datasets: unknown dataset {name!r}'
-          f'{_did_you_mean(base, known)}. Valid names: {", ".join(known)}, '
+          f'{config_lib.did_you_mean(base, known)}. Valid names: {", ".join(known)}, '
           f'each also with the suffix {catalog.IMBALANCED_SUFFIX!r}.')
   return names
 
@@ -209,17 +203,6 @@ def _check_base(bench: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(
         'config.base must be an experiment config (jal.config.default() with '
         f'changes), got {type(base).__name__}.')
-  default = config_lib.default()
-  unknown = sorted(set(base) - set(default))
-  if unknown:
-    raise errors.ConfigError(
-        f'config.base.{unknown[0]} is not an experiment field'
-        f'{_did_you_mean(unknown[0], default)}; see jal.config.default().')
-  missing = sorted(set(default) - set(base))
-  if missing:
-    raise errors.ConfigError(
-        f'config.base lacks {", ".join(missing)}: start it from '
-        'jal.config.default().')
   with _base_fields():
     config_lib.validate(base)
 
@@ -260,7 +243,7 @@ def validate(bench: ml_collections.ConfigDict) -> None:
   if unknown:
     raise errors.ConfigError(
         f'config.{unknown[0]} is not a benchmark field'
-        f'{_did_you_mean(unknown[0], FIELDS)}; the fields are '
+        f'{config_lib.did_you_mean(unknown[0], FIELDS)}; the fields are '
         f'{", ".join(FIELDS)}.')
   _check_base(bench)
   datasets(bench)
@@ -276,7 +259,7 @@ def validate(bench: ml_collections.ConfigDict) -> None:
     if need not in acquisition.PREDICTIONS:
       raise errors.ConfigError(
           f'config.vmap_trials_except_needs: unknown prediction {need!r}'
-          f'{_did_you_mean(need, acquisition.PREDICTIONS)}; they are '
+          f'{config_lib.did_you_mean(need, acquisition.PREDICTIONS)}; they are '
           f'{", ".join(acquisition.PREDICTIONS)}.')
 
 

@@ -280,7 +280,7 @@ def test_grid_mistakes_are_refused_naming_the_field(fields, error, match):
     ('num_epoch', 3, r"config.base.num_epoch is not an experiment field "
                      r"\(did you mean 'num_epochs'\?\)"),
     ('num_epochs', 0, 'config.base.num_epochs must be a positive integer'),
-    ('learning_rate', -1.0, 'config.base.learning_rate must be positive'),
+    ('learning_rate', -1.0, 'config.base.learning_rate must lie in'),
 ])
 def test_base_mistakes_name_the_base_field(field, value, match):
   bench = _bench()

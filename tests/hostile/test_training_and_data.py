@@ -10,6 +10,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -181,3 +182,30 @@ def test_unknown_pool_labels_are_fine_with_an_oracle_and_answers_are_checked(
   with pytest.raises(errors.ConfigError, match='initial_per_class'):
     loop.run(config, str(tmp_path / 'per_class'), dataset=hidden,
              oracle=lambda idx: truth[idx])
+
+
+def _add_field(config):
+  config.num_epoch = 3
+
+
+def _add_hparams(config):
+  config.hparams.entropyy = ml_collections.ConfigDict({'beta': 1.0})
+
+
+def _drop_field(config):
+  del config['augment']
+
+
+@pytest.mark.parametrize('change, names', [
+    (_add_field, "config.num_epoch is not an experiment field \\(did you mean "
+                 "'num_epochs'\\?\\)"),
+    (_add_hparams, "config.hparams.entropyy names no registered strategy "
+                   "\\(did you mean 'entropy'\\?\\)"),
+    (_drop_field, 'config lacks augment'),
+])
+def test_misspelt_or_missing_fields_are_refused_before_any_work(
+    config, tmp_path, change, names):
+  change(config)
+  with pytest.raises(errors.ConfigError, match=names):
+    loop.run(config, str(tmp_path / 'w'))
+  assert not os.path.exists(tmp_path / 'w')
