@@ -183,13 +183,13 @@ def validate(config) -> None:
   _require(config.train_loop in ('auto', 'python', 'jit'),
            "config.train_loop must be 'auto', 'python' or 'jit', got "
            f'{config.train_loop!r}.')
+  needs = ()
   if config.strategy in acquisition.names():
-    acquisition.check_hparams(acquisition.get(config.strategy),
-                              dict(config.hparams.get(config.strategy, {})))
+    needs = acquisition.resolve(acquisition.get(config.strategy),
+                                config.hparams)[0].needs
   # MC dropout without dropout makes the K passes identical: every score on
   # them (BALD, BatchBALD, EPIG, ...) is then degenerate.
-  if (config.strategy in acquisition.names() and
-      'mc_log_probs' in acquisition.get(config.strategy).needs and
+  if ('mc_log_probs' in needs and
       config.posterior == 'mc_dropout' and config.dropout_rate == 0):
     raise errors.ConfigError(
         f'config.strategy {config.strategy!r} needs K distinct stochastic '

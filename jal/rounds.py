@@ -114,14 +114,13 @@ def make_experiment(config: ml_collections.ConfigDict,
         f'config.model: unknown model {config.model!r}. Valid names: '
         f'{", ".join(models.NAMES)}.')
   model = model or models.get(config.model, num_classes, config.dropout_rate)
-  strategy = strategy or acquisition.get(config.strategy)
+  strategy, hparams = acquisition.resolve(
+      strategy or acquisition.get(config.strategy), config.hparams)
   unknown = set(strategy.needs) - set(acquisition.PREDICTIONS)
   if unknown:
     raise errors.ConfigError(
         f'Strategy {strategy.name!r} needs {sorted(unknown)}, which the loop '
         f'does not compute; needs must be among {acquisition.PREDICTIONS}.')
-  hparams = acquisition.check_hparams(
-      strategy, dict(config.hparams.get(strategy.name, {})))
   tx = train.make_optimizer(config.optimizer, config.learning_rate,
                             config.momentum, config.weight_decay)
   in_jit_loop = {'auto': None, 'python': False, 'jit': True}[config.train_loop]

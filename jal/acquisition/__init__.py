@@ -9,6 +9,7 @@ from jal import errors
 from jal.acquisition import badge
 from jal.acquisition import batchbald
 from jal.acquisition import bayesian
+from jal.acquisition import ceal
 from jal.acquisition import cluster_margin
 from jal.acquisition import coldstart
 from jal.acquisition import epig
@@ -17,13 +18,13 @@ from jal.acquisition import kmeans
 from jal.acquisition import stochastic
 from jal.acquisition import uncertainty
 from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
-                                  query, score_strategy, stateless,
+                                  query, resolve, score_strategy, stateless,
                                   top_k_unlabeled)
 
 _FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,
              stochastic.STRATEGIES, epig.STRATEGIES,
              kcenter.STRATEGIES, kmeans.STRATEGIES, badge.STRATEGIES,
-             cluster_margin.STRATEGIES, coldstart.STRATEGIES)
+             cluster_margin.STRATEGIES, coldstart.STRATEGIES, ceal.STRATEGIES)
 
 REGISTRY: dict[str, Strategy] = {
     s.name: s for family in _FAMILIES for s in family}

@@ -34,6 +34,12 @@ plugged into the task model's training) and `train_set` (`train_set(state,
 train_set) -> train_set`, which may add pseudo-labelled pool rows or extra
 rows to the next training; pseudo-labels never count as oracle labels).
 
+A strategy built on another registered one (CEAL runs any base strategy)
+sets `bind(hparams, config_hparams) -> Strategy`: given its own checked
+hyperparameters and the config's `hparams` ({strategy name: {name: value}}),
+it returns the concrete record to run, e.g. with its base's `needs` and the
+base's hyperparameters bound. `resolve` applies it.
+
 Score functions share one signature, `score(log_probs: [K, N, C]) -> [N]`
 (higher = more worth labeling), so each works on deterministic (K = 1) and on
 stochastic predictions alike.
@@ -78,6 +84,8 @@ class Strategy(NamedTuple):
     ranges: hyperparameter name → the `Range` of values it allows. Every
       registered strategy declares one per hyperparameter; a user's strategy
       may leave some out (those are then checked by type only).
+    bind: optional `bind(hparams, config_hparams) -> Strategy`, the record
+      to run once the hyperparameters are known (see `resolve`).
   """
   name: str
   needs: tuple[str, ...]
@@ -87,6 +95,7 @@ class Strategy(NamedTuple):
   objective: Any = None
   train_set: Callable[..., Any] | None = None
   ranges: Mapping[str, Range] = {}
+  bind: Callable[..., 'Strategy'] | None = None
 
 
 def keyword_defaults(fn: Callable) -> dict[str, Any]:
@@ -147,6 +156,30 @@ def check_hparams(strategy: Strategy, values: Mapping[str, Any]) -> dict:
           f'{allowed.description}, got {value!r}. Set it within that range '
           f'or leave it out for the default, {strategy.hparams[name]!r}.')
   return hparams
+
+
+def resolve(strategy: Strategy, config_hparams: Mapping[str, Mapping]
+            ) -> tuple[Strategy, dict]:
+  """The record to run and its checked hyperparameters.
+
+  Args:
+    strategy: a registered or user strategy.
+    config_hparams: {strategy name: {hyperparameter: value}}, e.g. the
+      config's `hparams`; `strategy`'s own entry overrides its defaults, and
+      a strategy with `bind` may read others' (CEAL: its base's).
+
+  Returns:
+    `strategy.bind(hparams, config_hparams)` if it has `bind`, else
+    `strategy`; and the hyperparameters.
+
+  Raises:
+    ConfigError: see `check_hparams`.
+  """
+  hparams = check_hparams(strategy,
+                          dict(config_hparams.get(strategy.name, {})))
+  if strategy.bind is not None:
+    strategy = strategy.bind(hparams, config_hparams)
+  return strategy, hparams
 
 
 def _check_input(name: str, x, n: int, unlabeled) -> None:
@@ -236,7 +269,8 @@ def query(strategy: Strategy, key: jax.Array, inputs: dict,
   """One query of `strategy` outside the loop: `init`, then `select`.
 
   For research use on fixed inputs; hyperparameters not given take the
-  strategy's defaults. The arguments are checked first, and the selection
+  strategy's defaults (a strategy with `bind` is bound with only its own:
+  CEAL's base runs with its defaults). The arguments are checked first, and the selection
   after (see `check_query_args`, `check_selection`).
 
   Args:
@@ -254,7 +288,7 @@ def query(strategy: Strategy, key: jax.Array, inputs: dict,
   Raises:
     ConfigError: a bad hyperparameter or argument, naming it.
   """
-  hparams = check_hparams(strategy, hparams)
+  strategy, hparams = resolve(strategy, {strategy.name: hparams})
   check_query_args(strategy, inputs, labeled_mask, query_size)
   state = strategy.init(jax.random.fold_in(key, 1), inputs, labeled_mask,
                         **hparams)

@@ -48,13 +48,27 @@ def least_confidence(log_probs: jax.Array) -> jax.Array:
 def var_ratio(log_probs: jax.Array) -> jax.Array:
   """1 − f_mode / K, f_mode being how many of the K passes vote for the mode.
 
-  With K = 1 every pass agrees and the score is 0 everywhere; use it with
-  stochastic predictions.
+  Freeman's variation ratio (Freeman 1965; Gal et al. 2017), the `var_ratio`
+  strategy, on K stochastic passes. With K = 1 every pass agrees and the
+  score is 0 everywhere; use it with stochastic predictions. DeepAL+'s
+  "VarRatio" is another score: `var_ratio_deepalplus`.
   """
   check_rank(log_probs)
   num_classes = log_probs.shape[-1]
   votes = jax.nn.one_hot(jnp.argmax(log_probs, -1), num_classes).sum(axis=0)
   return 1.0 - jnp.max(votes, axis=-1) / log_probs.shape[0]
+
+
+def var_ratio_deepalplus(log_probs: jax.Array) -> jax.Array:
+  """DeepAL+'s "VarRatio": 1 − max_c p_c of one deterministic pass.
+
+  DeepAL+ (Zhan et al. 2022, eq. 5 and `query_strategies/var_ratio.py`)
+  scores 1 − max p on the eval-mode prediction, not Freeman's mode frequency
+  over stochastic passes (`var_ratio`); its ranking equals
+  `least_confidence`'s. Registered as `var_ratio_deepalplus` (needs
+  'log_probs', K = 1).
+  """
+  return 1.0 - jnp.max(mean_probs(log_probs), axis=-1)
 
 
 def _random_select(key, inputs, labeled_mask, query_size):
@@ -69,4 +83,5 @@ STRATEGIES = (
     score_strategy('margin', margin),
     score_strategy('least_confidence', least_confidence),
     score_strategy('var_ratio', var_ratio, needs='mc_log_probs'),
+    score_strategy('var_ratio_deepalplus', var_ratio_deepalplus),
 )

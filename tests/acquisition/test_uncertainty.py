@@ -89,3 +89,37 @@ def test_random_selects_distinct_unlabeled_and_depends_on_key():
 def test_unknown_strategy_lists_valid_names():
   with pytest.raises(errors.UnknownNameError, match='entropy'):
     acquisition.get('entropyy')
+
+
+def test_var_ratio_deepalplus_is_one_minus_max_p_of_one_pass():
+  log_probs = _log_probs(1, 30, 4, seed=3)
+  got = uncertainty.var_ratio_deepalplus(jnp.asarray(log_probs, jnp.float32))
+  np.testing.assert_allclose(got, 1 - np.exp(log_probs[0]).max(-1),
+                             atol=1e-6)
+  strategy = acquisition.get('var_ratio_deepalplus')
+  assert strategy.needs == ('log_probs',)
+  picks = acquisition.query(strategy, jax.random.key(0),
+                            {'log_probs': jnp.asarray(log_probs, jnp.float32)},
+                            jnp.zeros(30, bool), 5)
+  np.testing.assert_array_equal(
+      picks, np.argsort(np.exp(log_probs[0]).max(-1), kind='stable')[:5])
+
+
+def test_var_ratio_deepalplus_differs_from_freemans():
+  # Point 0: every pass votes class 0 but with p = 0.4 (Freeman: 0, DeepAL+:
+  # 0.6). Point 1: confident passes split 2 against 1 (Freeman: 1/3).
+  passes = np.array([[[0.4, 0.3, 0.3], [0.9, 0.05, 0.05]],
+                     [[0.4, 0.3, 0.3], [0.9, 0.05, 0.05]],
+                     [[0.4, 0.3, 0.3], [0.05, 0.9, 0.05]]])
+  log_probs = jnp.asarray(np.log(passes), jnp.float32)
+  np.testing.assert_allclose(uncertainty.var_ratio(log_probs), [0.0, 1 / 3],
+                             atol=1e-6)
+  np.testing.assert_allclose(
+      uncertainty.var_ratio_deepalplus(log_probs[:1]), [0.6, 0.1], atol=1e-6)
+  mask = jnp.zeros(2, bool)
+  assert int(acquisition.query(acquisition.get('var_ratio'),
+                               jax.random.key(0), {'mc_log_probs': log_probs},
+                               mask, 1)[0]) == 1
+  assert int(acquisition.query(acquisition.get('var_ratio_deepalplus'),
+                               jax.random.key(0),
+                               {'log_probs': log_probs[:1]}, mask, 1)[0]) == 0
