@@ -11,6 +11,7 @@ from jal.acquisition import batchbald
 from jal.acquisition import bayesian
 from jal.acquisition import cluster_margin
 from jal.acquisition import coldstart
+from jal.acquisition import discriminative
 from jal.acquisition import epig
 from jal.acquisition import kcenter
 from jal.acquisition import kmeans
@@ -23,7 +24,8 @@ from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
 _FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,
              stochastic.STRATEGIES, epig.STRATEGIES,
              kcenter.STRATEGIES, kmeans.STRATEGIES, badge.STRATEGIES,
-             cluster_margin.STRATEGIES, coldstart.STRATEGIES)
+             cluster_margin.STRATEGIES, coldstart.STRATEGIES,
+             discriminative.STRATEGIES)
 
 REGISTRY: dict[str, Strategy] = {
     s.name: s for family in _FAMILIES for s in family}
