@@ -12,6 +12,7 @@ from jal.acquisition import bayesian
 from jal.acquisition import ceal
 from jal.acquisition import cluster_margin
 from jal.acquisition import coldstart
+from jal.acquisition import discriminative
 from jal.acquisition import epig
 from jal.acquisition import kcenter
 from jal.acquisition import kmeans
@@ -21,10 +22,20 @@ from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
                                   query, resolve, score_strategy, stateless,
                                   top_k_unlabeled)
 
-_FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,
-             stochastic.STRATEGIES, epig.STRATEGIES,
-             kcenter.STRATEGIES, kmeans.STRATEGIES, badge.STRATEGIES,
-             cluster_margin.STRATEGIES, coldstart.STRATEGIES, ceal.STRATEGIES)
+_FAMILIES = (
+    uncertainty.STRATEGIES,
+    bayesian.STRATEGIES,
+    batchbald.STRATEGIES,
+    stochastic.STRATEGIES,
+    epig.STRATEGIES,
+    kcenter.STRATEGIES,
+    kmeans.STRATEGIES,
+    badge.STRATEGIES,
+    cluster_margin.STRATEGIES,
+    coldstart.STRATEGIES,
+    ceal.STRATEGIES,
+    discriminative.STRATEGIES,
+)
 
 REGISTRY: dict[str, Strategy] = {
     s.name: s for family in _FAMILIES for s in family}
