@@ -124,10 +124,13 @@ def make_experiment(config: ml_collections.ConfigDict,
   tx = train.make_optimizer(config.optimizer, config.learning_rate,
                             config.momentum, config.weight_decay)
   in_jit_loop = {'auto': None, 'python': False, 'jit': True}[config.train_loop]
+  objective = strategy.objective
+  if callable(objective):  # built from the hyperparameters
+    objective = objective(**hparams)
   trainer = train.Trainer(
       model, tx, batch_size=config.batch_size,
       augment=data_lib.random_crop_flip if config.augment else None,
-      in_jit_loop=in_jit_loop, objective=strategy.objective)
+      in_jit_loop=in_jit_loop, objective=objective)
   return Experiment(
       config=config, model=model, input_shape=tuple(input_shape),
       num_classes=num_classes,

@@ -14,7 +14,9 @@ Two hooks reach into the task model's training:
   adversarial copies), drawn from one index space `[0, N + E)`;
 - an `Objective` adds auxiliary parameters with their own optimizer and a
   loss over the model's `Output` (features included) of the labeled batch
-  and, if it asks, of a batch drawn from the unlabeled pool.
+  and, if it asks, of a batch drawn from the unlabeled pool; it may also ask
+  that an epoch pass over the larger of the training and unlabeled sets,
+  cycling the smaller (WAAL's epoch).
 
 `fit_on_mask` is the same minibatch machinery for any loss, for strategies
 that train their own networks at query time.
@@ -66,15 +68,25 @@ def labeled_first_order(key: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def minibatch(order: jax.Array, start: jax.Array, count: jax.Array,
-              batch_size: int) -> tuple[jax.Array, jax.Array]:
+              batch_size: int, epoch_rows: jax.Array | None = None
+              ) -> tuple[jax.Array, jax.Array]:
   """Rows `order[start … start+B-1]` taken modulo `count`, and their weights.
 
+  Args:
+    order: [N] int32, the rows to draw from first.
+    start: [] int32 position of the batch's first row.
+    count: [] int32 rows to draw from (positions wrap modulo `count`).
+    batch_size: B.
+    epoch_rows: [] int32 positions in the epoch; `count` if None, else more
+      to cycle the rows.
+
   Returns:
-    rows [B] int32 and weights [B] float32 (zero past `count`).
+    rows [B] int32 and weights [B] float32 (zero past `epoch_rows`).
   """
   positions = start + jnp.arange(batch_size)
   rows = order[positions % jnp.maximum(count, 1)]
-  return rows, (positions < count).astype(jnp.float32)
+  end = count if epoch_rows is None else epoch_rows
+  return rows, (positions < end).astype(jnp.float32)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array,
@@ -102,24 +114,52 @@ class TrainSet(NamedTuple):
   extra_mask: jax.Array | None = None
 
 
+class StepInfo(NamedTuple):
+  """Where training stands at one step, for an objective's schedule.
+
+  Attributes:
+    step: [] int32 optimizer steps taken so far in this fit.
+    epoch: [] int32 the step's epoch, from 0.
+    num_epochs: [] int32 epochs in this fit.
+    num_train: [] int32 rows in the training set.
+    num_unlabeled: [] int32 unlabeled pool rows.
+    key: PRNG key of the step for the objective's own randomness.
+  """
+  step: jax.Array
+  epoch: jax.Array
+  num_epochs: jax.Array
+  num_train: jax.Array
+  num_unlabeled: jax.Array
+  key: jax.Array
+
+
 class Objective(NamedTuple):
   """An objective plugged into the task model's training (hook H4).
+
+  The task model's optimizer sees only the gradient with respect to the task
+  model's parameters and the objective's optimizer only that with respect to
+  `aux_params`, so a two-player objective can be one loss in which
+  `jax.lax.stop_gradient` separates what each player moves.
 
   Attributes:
     init: `init(key, output: models.Output) -> aux_params`, given the model's
       output on one batch.
     tx: the auxiliary parameters' optimizer.
     loss: `loss(aux_params, output, labels [B], weights [B], unlabeled_output,
-      step) -> scalar` added to the cross-entropy; `unlabeled_output` is the
-      model's output on a batch of unlabeled pool rows (None unless
-      `unlabeled_batch`), `step` the optimizer step (e.g. for a detach
-      schedule).
+      info: StepInfo) -> scalar` added to the cross-entropy;
+      `unlabeled_output` is the model's output on a batch of unlabeled pool
+      rows (None unless `unlabeled_batch`), `info` the step, epoch and set
+      sizes (e.g. for a detach schedule) and a key.
     unlabeled_batch: draw an unlabeled batch at every step.
+    epoch_covers_unlabeled: an epoch takes max(training rows, unlabeled
+      rows) positions, cycling the smaller set, instead of the training
+      rows only (WAAL's epoch over labeled/unlabeled pairs).
   """
   init: Callable[..., Any]
   tx: optax.GradientTransformation
   loss: Callable[..., jax.Array]
   unlabeled_batch: bool = False
+  epoch_covers_unlabeled: bool = False
 
 
 class TrainState(NamedTuple):
@@ -205,22 +245,37 @@ class Trainer:
     _, unlabeled_key = jax.random.split(epoch_key)
     return order, labeled_first_order(unlabeled_key, ~train_set.mask)
 
+  def _counts(self, train_set: TrainSet):
+    """[] int32 training rows, unlabeled rows, and positions per epoch."""
+    num_train = jnp.sum(_full_mask(train_set), dtype=jnp.int32)
+    num_unlabeled = jnp.sum(~train_set.mask, dtype=jnp.int32)
+    epoch_rows = num_train
+    if self.objective is not None and self.objective.epoch_covers_unlabeled:
+      epoch_rows = jnp.maximum(num_train, num_unlabeled)
+    return num_train, num_unlabeled, epoch_rows
+
   def _step(self, state: TrainState, key: jax.Array, images: jax.Array,
-            train_set: TrainSet, orders, start: jax.Array):
+            train_set: TrainSet, orders, start: jax.Array, num_epochs):
     """One optimizer step on positions `start … start+B-1` of the order."""
     order, unlabeled_order = orders
-    count = jnp.sum(_full_mask(train_set), dtype=jnp.int32)
-    rows, weights = minibatch(order, start, count, self.batch_size)
+    num_train, num_unlabeled, epoch_rows = self._counts(train_set)
+    rows, weights = minibatch(order, start, num_train, self.batch_size,
+                              epoch_rows)
     aug_key, dropout_key, unlabeled_key = jax.random.split(key, 3)
     batch, labels = _gather(images, train_set, rows)
     if self.augment is not None:
       batch = self.augment(aug_key, batch)
     unlabeled = None
     if self.objective is not None and self.objective.unlabeled_batch:
-      unlabeled_rows, _ = minibatch(
-          unlabeled_order, start, jnp.sum(~train_set.mask, dtype=jnp.int32),
-          self.batch_size)
+      unlabeled_rows, _ = minibatch(unlabeled_order, start, num_unlabeled,
+                                    self.batch_size)
       unlabeled = images[unlabeled_rows]
+    steps_per_epoch = jnp.maximum(
+        (epoch_rows + self.batch_size - 1) // self.batch_size, 1)
+    # fold_in leaves the three keys above, hence plain training, unchanged.
+    info = StepInfo(state.step, state.step // steps_per_epoch,
+                    jnp.asarray(num_epochs, jnp.int32), num_train,
+                    num_unlabeled, jax.random.fold_in(key, 3))
 
     def loss_fn(params, aux_params):
       variables = state.variables._replace(params=params)
@@ -233,7 +288,7 @@ class Trainer:
               variables._replace(state=output.state), unlabeled,
               key=unlabeled_key, train=True)
         loss += self.objective.loss(aux_params, output, labels, weights,
-                                    unlabeled_output, state.step)
+                                    unlabeled_output, info)
       return loss, output.state
 
     (loss, model_state), (grads, aux_grads) = jax.value_and_grad(
@@ -251,16 +306,17 @@ class Trainer:
     return TrainState(variables, opt_state, aux_params, aux_opt_state,
                       state.step + 1), loss
 
-  def _epoch_step(self, state, epoch_key, s, images, train_set, orders):
+  def _epoch_step(self, state, epoch_key, s, images, train_set, orders,
+                  num_epochs):
     # Step s of an epoch; its key is derived inside jit, sparing a dispatch.
     return self._step(state, jax.random.fold_in(epoch_key, s + 1), images,
-                      train_set, orders, s * self.batch_size)
+                      train_set, orders, s * self.batch_size, num_epochs)
 
   def epochs(self, state: TrainState, key: jax.Array, images: jax.Array,
              train_set: TrainSet, num_epochs: int) -> TrainState:
     """All epochs as one traceable loop; the step count is a traced value."""
-    count = jnp.sum(_full_mask(train_set), dtype=jnp.int32)
-    steps_per_epoch = (count + self.batch_size - 1) // self.batch_size
+    _, _, epoch_rows = self._counts(train_set)
+    steps_per_epoch = (epoch_rows + self.batch_size - 1) // self.batch_size
 
     def epoch(e, state):
       epoch_key = jax.random.fold_in(key, e)
@@ -268,7 +324,7 @@ class Trainer:
 
       def step(s, state):
         return self._epoch_step(state, epoch_key, s, images, train_set,
-                                orders)[0]
+                                orders, num_epochs)[0]
 
       return jax.lax.fori_loop(0, steps_per_epoch, step, state)
 
@@ -289,7 +345,8 @@ class Trainer:
       variables: initial model variables.
       images: [N, ...] the whole pool (on device).
       train_set: what to train on.
-      num_epochs: passes over the training rows.
+      num_epochs: passes over the training rows (or over the larger of the
+        training and unlabeled rows, if the objective asks).
 
     Returns:
       The trained `TrainState`.
@@ -299,13 +356,13 @@ class Trainer:
       state = self.init_state(init_key, variables, images)
       return self.epochs(state, key, images, train_set, num_epochs)
     state = self._jit_init(init_key, variables, images)
-    count = int(jnp.sum(_full_mask(train_set)))
+    epoch_rows = int(self._counts(train_set)[2])
     for e in range(num_epochs):
       epoch_key = jax.random.fold_in(key, e)
       orders = self._jit_order(epoch_key, train_set)
-      for s in range(math.ceil(count / self.batch_size)):
+      for s in range(math.ceil(epoch_rows / self.batch_size)):
         state, _ = self._jit_step(state, epoch_key, s, images, train_set,
-                                  orders)
+                                  orders, num_epochs)
     return state
 
 

@@ -89,8 +89,8 @@ def _aux_loss_strategy():
     return {'w': 0.01 * jax.random.normal(key, (output.embedding.shape[-1],)),
             'b': jnp.zeros(())}
 
-  def loss(aux_params, output, labels, weights, unlabeled_output, step):
-    del unlabeled_output, step
+  def loss(aux_params, output, labels, weights, unlabeled_output, info):
+    del unlabeled_output, info
     target = optax.softmax_cross_entropy_with_integer_labels(
         output.logits, jnp.maximum(labels, 0))
     predicted = output.embedding @ aux_params['w'] + aux_params['b']

@@ -167,8 +167,8 @@ def test_pseudo_labels_change_the_trained_model():
 def _embedding_norm_objective(unlabeled_batch):
   """Aux parameter s; loss (s - mean ‖embedding‖)² pulls s and the net."""
 
-  def loss(aux_params, output, labels, weights, unlabeled_output, step):
-    del labels, weights, step
+  def loss(aux_params, output, labels, weights, unlabeled_output, info):
+    del labels, weights, info
     features = output.features[0]
     if unlabeled_output is not None:
       features = unlabeled_output.features[0]
@@ -205,8 +205,8 @@ def test_unlabeled_batch_reads_only_unlabeled_rows():
   mask = jnp.arange(60) < 20
   seen = []
 
-  def loss(aux_params, output, labels, weights, unlabeled_output, step):
-    del aux_params, output, labels, weights, step
+  def loss(aux_params, output, labels, weights, unlabeled_output, info):
+    del aux_params, output, labels, weights, info
     jax.debug.callback(seen.append, unlabeled_output.logits)
     return 0.0
 

@@ -16,8 +16,10 @@ from jal.acquisition import discriminative
 from jal.acquisition import epig
 from jal.acquisition import kcenter
 from jal.acquisition import kmeans
+from jal.acquisition import loss_prediction
 from jal.acquisition import stochastic
 from jal.acquisition import uncertainty
+from jal.acquisition import waal
 from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
                                   query, resolve, score_strategy, stateless,
                                   top_k_unlabeled)
@@ -35,6 +37,8 @@ _FAMILIES = (
     coldstart.STRATEGIES,
     ceal.STRATEGIES,
     discriminative.STRATEGIES,
+    loss_prediction.STRATEGIES,
+    waal.STRATEGIES,
 )
 
 REGISTRY: dict[str, Strategy] = {

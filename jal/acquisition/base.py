@@ -30,7 +30,8 @@ Every hyperparameter has a declared `ranges` entry (`jal.acquisition.ranges`);
 `check_hparams` refuses values outside it before any work.
 
 Two more hooks ride on the record: `objective` (a `jal.train.Objective`
-plugged into the task model's training) and `train_set` (`train_set(state,
+plugged into the task model's training, or a function of the strategy's
+hyperparameters that builds one) and `train_set` (`train_set(state,
 train_set) -> train_set`, which may add pseudo-labelled pool rows or extra
 rows to the next training; pseudo-labels never count as oracle labels).
 
@@ -79,7 +80,8 @@ class Strategy(NamedTuple):
     hparams: hyperparameter names and their defaults; a value set in the
       config must have the default's type (an int may stand for a float;
       a None default takes a number or None).
-    objective: optional `jal.train.Objective` for the task model's training.
+    objective: optional `jal.train.Objective` for the task model's training,
+      or a function `objective(**hp) -> Objective` of the hyperparameters.
     train_set: optional `train_set(state, train_set) -> train_set`.
     ranges: hyperparameter name → the `Range` of values it allows. Every
       registered strategy declares one per hyperparameter; a user's strategy
