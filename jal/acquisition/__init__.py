@@ -14,8 +14,10 @@ from jal.acquisition import coldstart
 from jal.acquisition import epig
 from jal.acquisition import kcenter
 from jal.acquisition import kmeans
+from jal.acquisition import sraal
 from jal.acquisition import stochastic
 from jal.acquisition import uncertainty
+from jal.acquisition import vaal
 from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
                                   query, score_strategy, stateless,
                                   top_k_unlabeled)
@@ -23,7 +25,8 @@ from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
 _FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,
              stochastic.STRATEGIES, epig.STRATEGIES,
              kcenter.STRATEGIES, kmeans.STRATEGIES, badge.STRATEGIES,
-             cluster_margin.STRATEGIES, coldstart.STRATEGIES)
+             cluster_margin.STRATEGIES, coldstart.STRATEGIES,
+             vaal.STRATEGIES, sraal.STRATEGIES)
 
 REGISTRY: dict[str, Strategy] = {
     s.name: s for family in _FAMILIES for s in family}
