@@ -19,6 +19,7 @@ from jal import errors
 from jal import posterior
 
 OPTIMIZERS = ('adam', 'sgd')
+INITIAL_STRATEGIES = ('random', 'kcenter_vae')
 # Far above any rate that trains (Adam's usual 1e-3, SGD's 0.1); a larger one
 # is a typo (1e8 for 1e-8) and would train a model that scores every point
 # alike.
@@ -63,6 +64,11 @@ def default() -> ml_collections.ConfigDict:
   # > 0: that many initial labels per class (initial_size = this × C),
   # drawn with the pool's labels, as in Gal et al. (2017); 0: uniform.
   config.initial_per_class = 0
+  # 'random' (uniform, or per class above) | 'kcenter_vae': SRAAL's Alg. 1,
+  # greedy k-center on a VAE's latent means from a random seed set of
+  # max(1, initial_size // 10) points (no labels read; see
+  # jal.acquisition.sraal.kcenter_initial_set).
+  config.initial_strategy = 'random'
   config.initial_size = 40
   config.query_size = 40
   config.num_rounds = 10
@@ -180,6 +186,12 @@ def validate(config) -> None:
            config.initial_per_class >= 0,
            'config.initial_per_class must be an integer >= 0 (0: a uniformly '
            f'random initial set), got {config.initial_per_class!r}.')
+  _require(config.initial_strategy in INITIAL_STRATEGIES,
+           f'config.initial_strategy must be one of '
+           f'{", ".join(INITIAL_STRATEGIES)}, got {config.initial_strategy!r}.')
+  _require(config.initial_strategy == 'random' or not config.initial_per_class,
+           f'config.initial_strategy {config.initial_strategy!r} chooses the '
+           'initial set without labels; set config.initial_per_class = 0.')
   _require(config.train_loop in ('auto', 'python', 'jit'),
            "config.train_loop must be 'auto', 'python' or 'jit', got "
            f'{config.train_loop!r}.')

@@ -133,13 +133,19 @@ def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset,
   return exp, data
 
 
-def initial_indices(config, pool_labels: np.ndarray,
-                    key: jax.Array) -> np.ndarray:
-  """The initial labeled set: uniform, or `initial_per_class` per class.
+def initial_indices(config, pool_labels: np.ndarray, key: jax.Array,
+                    pool_images: jax.Array | None = None) -> np.ndarray:
+  """The initial labeled set: uniform, `initial_per_class` per class, or
+  SRAAL's k-center on a VAE's latents (`config.initial_strategy`).
 
   The per-class draw reads the pool's labels (a simulation protocol, as in
-  Gal et al. 2017).
+  Gal et al. 2017); 'kcenter_vae' reads `pool_images` only.
   """
+  if config.initial_strategy == 'kcenter_vae':
+    size = config.initial_size
+    return np.asarray(jax.jit(
+        acquisition.sraal.kcenter_initial_set, static_argnums=(2, 3))(
+            key, pool_images, size, max(1, size // 10)))
   if config.initial_per_class:
     noise = np.asarray(jax.random.uniform(key, pool_labels.shape))
     return np.concatenate([
@@ -161,7 +167,7 @@ def init_state(exp: Experiment, data: Data,
       jax.random.key(exp.config.seed), 3)
   pool_size = data.pool_images.shape[0]
   initial = initial_indices(exp.config, np.asarray(data.pool_labels),
-                            initial_key)
+                            initial_key, data.pool_images)
   mask = np.zeros(pool_size, bool)
   labels = np.full(pool_size, -1, np.int32)
   mask[initial] = True

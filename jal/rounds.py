@@ -195,8 +195,11 @@ def test_round(exp: Experiment, data: Data, trained: Trained) -> jax.Array:
 
 def predictions(exp: Experiment, key: jax.Array, trained: Trained,
                 pool_images: jax.Array, labeled_mask: jax.Array,
-                needs) -> dict[str, Any]:
+                needs, labels: jax.Array | None = None) -> dict[str, Any]:
   """Computes only the predictions in `needs` (see `jal.acquisition.base`).
+
+  `labels` ([N] int32, -1 where unknown) is passed through as
+  `inputs['labels']` when needed.
 
   Log-probabilities are computed for unlabeled points only, unless
   embeddings are needed too, which cover the whole pool.
@@ -219,6 +222,11 @@ def predictions(exp: Experiment, key: jax.Array, trained: Trained,
                                           chunk_size=config.eval_chunk)
   if 'images' in needs:
     inputs['images'] = pool_images
+  if 'labels' in needs:
+    if labels is None:
+      raise errors.ConfigError(
+          "inputs['labels'] was asked for but no labels were given.")
+    inputs['labels'] = labels
   if 'logits_fn' in needs:
     inputs['logits_fn'] = predict.logits_fn(exp.model, variables)
   if 'aux_params' in needs:
@@ -232,7 +240,7 @@ def _query_inputs(exp: Experiment, data: Data, trained: Trained,
   _, _, query_key = round_keys(state)
   predict_key, init_key, select_key = jax.random.split(query_key, 3)
   inputs = predictions(exp, predict_key, trained, data.pool_images,
-                       state.labeled_mask, exp.strategy.needs)
+                       state.labeled_mask, exp.strategy.needs, state.labels)
   return inputs, init_key, select_key
 
 

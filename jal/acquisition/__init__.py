@@ -17,8 +17,10 @@ from jal.acquisition import epig
 from jal.acquisition import kcenter
 from jal.acquisition import kmeans
 from jal.acquisition import loss_prediction
+from jal.acquisition import sraal
 from jal.acquisition import stochastic
 from jal.acquisition import uncertainty
+from jal.acquisition import vaal
 from jal.acquisition import waal
 from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
                                   query, resolve, score_strategy, stateless,
@@ -39,6 +41,8 @@ _FAMILIES = (
     discriminative.STRATEGIES,
     loss_prediction.STRATEGIES,
     waal.STRATEGIES,
+    vaal.STRATEGIES,
+    sraal.STRATEGIES,
 )
 
 REGISTRY: dict[str, Strategy] = {

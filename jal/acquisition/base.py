@@ -21,6 +21,9 @@ holding the predictions named in `needs`:
 - `'features'`: tuple of [N, ...] intermediate activations the model exposes.
 - `'images'`: [N, ...] the pool itself, for strategies that train their own
   networks at query time (`jal.train.fit_on_mask`).
+- `'labels'`: [N] int32 the oracle's labels revealed so far, -1 at
+  unlabeled points (for networks trained at query time with a supervised
+  term, e.g. SRAAL's target learner).
 - `'logits_fn'`: `f(x [B, ...]) -> logits [B, C]`, the trained model in eval
   mode, to differentiate with respect to its inputs.
 - `'aux_params'`: the auxiliary parameters trained by the strategy's
@@ -59,7 +62,7 @@ from jal import errors
 from jal.acquisition.ranges import Range
 
 PREDICTIONS = ('log_probs', 'mc_log_probs', 'embeddings', 'features',
-               'images', 'logits_fn', 'aux_params')
+               'images', 'labels', 'logits_fn', 'aux_params')
 
 
 def no_state(key, inputs, labeled_mask, **hparams):
@@ -207,6 +210,9 @@ def _check_input(name: str, x, n: int, unlabeled) -> None:
       raise errors.ConfigError(
           f'{arg} must be the [N, ...] pool with N = {n}, got shape '
           f'{np.shape(x)}.')
+  elif name == 'labels':
+    shape = checks.array(x, 1, arg, '[N]')
+    checks.size(shape[0], n, arg, 'rows', 'one per pool point')
   elif name == 'logits_fn' and not callable(x):
     raise errors.ConfigError(
         f'{arg} must be a function x [B, ...] -> logits [B, C], got '

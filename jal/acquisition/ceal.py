@@ -191,11 +191,14 @@ def bind(hparams: Mapping[str, Any],
   base_strategy, base_hparams = resolve(_registry()[hparams['base']],
                                         config_hparams)
   bound = dict(base_strategy=base_strategy, base_hparams=base_hparams)
+  objective = base_strategy.objective
+  if callable(objective):  # built from the base's hyperparameters
+    objective = objective(**base_hparams)
   return Strategy(
       'ceal', tuple(dict.fromkeys(('log_probs', *base_strategy.needs))),
       functools.partial(_select, **bound), init=functools.partial(
           _init, **bound),
-      hparams=HPARAMS, objective=base_strategy.objective,
+      hparams=HPARAMS, objective=objective,
       train_set=_train_set, ranges=RANGES)
 
 
