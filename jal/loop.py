@@ -215,6 +215,7 @@ class RoundFns:
     train = functools.partial(rounds.train_round, exp)
     self.train = jax.jit(train) if exp.trainer.in_jit_loop else train
     self.test = jax.jit(functools.partial(rounds.test_round, exp))
+    self.test_metrics = jax.jit(functools.partial(rounds.test_metrics, exp))
     self.query = jax.jit(functools.partial(rounds.query_round, exp))
     self.reveal = jax.jit(functools.partial(rounds.reveal, exp))
 
@@ -305,14 +306,15 @@ def step(fns: RoundFns, data: Data, state: ALState,
 
   Returns:
     The next state and this round's record: round, num_labeled,
-    test_accuracy, train_seconds, test_seconds, query_seconds, selected
-    (pool indices queried after testing, empty in the last round).
+    test_accuracy, test_balanced_accuracy, train_seconds, test_seconds,
+    query_seconds, selected (pool indices queried after testing, empty in
+    the last round).
   """
   config = fns.exp.config
   r = int(state.round)
   num_labeled = int(np.sum(np.asarray(state.labeled_mask)))
   trained, train_seconds = _timed(fns.train, data, state)
-  accuracy, test_seconds = _timed(fns.test, data, trained)
+  (accuracy, balanced), test_seconds = _timed(fns.test_metrics, data, trained)
   check_accuracy(float(accuracy), config, r)
   start = time.perf_counter()
   selected = np.zeros((0,), np.int32)
@@ -327,8 +329,9 @@ def step(fns: RoundFns, data: Data, state: ALState,
     state = state._replace(round=state.round + 1)
   query_seconds = time.perf_counter() - start
   record = dict(round=r, num_labeled=num_labeled,
-                test_accuracy=float(accuracy), train_seconds=train_seconds,
-                test_seconds=test_seconds, query_seconds=query_seconds,
+                test_accuracy=float(accuracy),
+                test_balanced_accuracy=float(balanced),
+                train_seconds=train_seconds, test_seconds=test_seconds, query_seconds=query_seconds,
                 selected=selected.tolist())
   return state, record
 

@@ -7,6 +7,10 @@ Given rounds r = 0…R with n_r labeled examples and test accuracy a_r:
       AUBC = Σ_{r=1..R} (n_r − n_{r−1}) (a_r + a_{r−1}) / 2  /  (n_R − n_0).
   A curve with a single point has AUBC = a_0.
 - F-acc is the accuracy at the last round, a_R.
+
+Balanced accuracy (for imbalanced data) is the mean over the classes present
+in the labels of each class's recall, as `sklearn.metrics.
+balanced_accuracy_score`; its curve has an AUBC and a final value too.
 """
 
 import numpy as np
@@ -17,6 +21,26 @@ import jax.numpy as jnp
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Fraction of argmax predictions equal to the labels; [N, C], [N] → []."""
   return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def balanced_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean per-class recall over the classes present in `labels`.
+
+  Args:
+    logits: [N, C] scores (logits or log-probabilities).
+    labels: [N] int classes in [0, C).
+
+  Returns:
+    [] the mean over classes c with at least one label of
+    #(predicted c and labeled c) / #(labeled c).
+  """
+  num_classes = logits.shape[-1]
+  members = jax.nn.one_hot(labels, num_classes)  # [N, C]
+  correct = (jnp.argmax(logits, axis=-1) == labels)[:, None] * members
+  counts = members.sum(axis=0)
+  recall = correct.sum(axis=0) / jnp.maximum(counts, 1)
+  present = counts > 0
+  return jnp.sum(jnp.where(present, recall, 0.0)) / jnp.sum(present)
 
 
 def aubc(num_labeled, accuracies) -> float:

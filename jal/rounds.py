@@ -180,17 +180,30 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def test_round(exp: Experiment, data: Data, trained: Trained) -> jax.Array:
-  """[] test accuracy (an ensemble's: of its mean prediction).
+class TestMetrics(NamedTuple):
+  """A round's test metrics, each [] (NaN when training diverged)."""
+  accuracy: jax.Array
+  balanced_accuracy: jax.Array  # mean per-class recall
 
-  NaN when training diverged: a parameter or a test prediction is NaN or
-  infinite (the argmax of such a model means nothing, and its acquisition
-  scores would tie everywhere).
+
+def test_metrics(exp: Experiment, data: Data, trained: Trained) -> TestMetrics:
+  """Test accuracy and balanced accuracy (an ensemble's: of its mean).
+
+  Both are NaN when training diverged: a parameter or a test prediction is
+  NaN or infinite (the argmax of such a model means nothing, and its
+  acquisition scores would tie everywhere).
   """
   log_probs = exp.posterior.test_log_probs(trained.variables, data.test_images)
   finite = all_finite(trained) & jnp.all(~jnp.isnan(log_probs))
-  return jnp.where(finite, metrics.accuracy(log_probs, data.test_labels),
-                   jnp.nan)
+  return TestMetrics(
+      jnp.where(finite, metrics.accuracy(log_probs, data.test_labels), jnp.nan),
+      jnp.where(finite, metrics.balanced_accuracy(log_probs, data.test_labels),
+                jnp.nan))
+
+
+def test_round(exp: Experiment, data: Data, trained: Trained) -> jax.Array:
+  """[] test accuracy, NaN when training diverged (see `test_metrics`)."""
+  return test_metrics(exp, data, trained).accuracy
 
 
 def predictions(exp: Experiment, key: jax.Array, trained: Trained,

@@ -98,7 +98,7 @@ def seed_configs(config, seeds) -> list[ml_collections.ConfigDict]:
 
 
 def round_fns(exp: rounds.Experiment):
-  """`train(data, state)`, `test(data, trained)` and `query(data, trained,
+  """`train(data, state)`, `test(data, trained) -> rounds.TestMetrics` and `query(data, trained,
   state) -> (selected [S, b], next state)`, seed-vmapped; `query` reveals
   the ground truth inside the program.
   """
@@ -111,7 +111,7 @@ def round_fns(exp: rounds.Experiment):
     return selected, next_state
 
   train = lambda data, state: rounds.train_round(exp, data, state)
-  test = lambda data, trained: rounds.test_round(exp, data, trained)
+  test = lambda data, trained: rounds.test_metrics(exp, data, trained)
   return (jax.jit(jax.vmap(train)), jax.jit(jax.vmap(test)),
           jax.jit(jax.vmap(query)))
 
@@ -184,7 +184,7 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
     trained = jax.block_until_ready(train_fn(data, state))
     train_seconds = (time.perf_counter() - start) / num_seeds
     start = time.perf_counter()
-    accuracies = jax.block_until_ready(test_fn(data, trained))
+    accuracies, balanced = jax.block_until_ready(test_fn(data, trained))
     test_seconds = (time.perf_counter() - start) / num_seeds
     for accuracy, seed_config in zip(np.asarray(accuracies), configs):
       loop.check_accuracy(float(accuracy), seed_config, r)
@@ -197,12 +197,14 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
       next_state = state._replace(round=state.round + 1)
     query_seconds = (time.perf_counter() - start) / num_seeds
     accuracies, selected = np.asarray(accuracies), np.asarray(selected)
+    balanced = np.asarray(balanced)
     for i, (seed, workdir) in enumerate(zip(seeds, workdirs)):
       if r < config.num_rounds:
         loop.check_selection(selected[i], np.asarray(state.labeled_mask[i]),
                              config.query_size, exp.strategy.name)
       record = dict(round=r, num_labeled=num_labeled,
                     test_accuracy=float(accuracies[i]),
+                    test_balanced_accuracy=float(balanced[i]),
                     train_seconds=train_seconds, test_seconds=test_seconds,
                     query_seconds=query_seconds,
                     selected=selected[i].tolist())

@@ -1,7 +1,9 @@
-"""AUBC and F-acc on hand-computed curves."""
+"""AUBC and F-acc on hand-computed curves; balanced accuracy against sklearn."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from sklearn import metrics as sklearn_metrics
 
 from jal import metrics
 
@@ -43,3 +45,18 @@ def test_final_accuracy_and_accuracy():
   logits = np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
   assert float(metrics.accuracy(logits, np.array([0, 1, 1]))) == (
       pytest.approx(2 / 3))
+
+
+@pytest.mark.filterwarnings('ignore:y_pred contains classes not in y_true')
+def test_balanced_accuracy_matches_sklearn():
+  rng = np.random.default_rng(0)
+  # Class 3 of 5 never occurs in the labels: left out of the mean, as
+  # sklearn does; predictions of it still count as errors.
+  labels = rng.choice([0, 1, 2, 4], size=200, p=[0.7, 0.2, 0.05, 0.05])
+  logits = rng.normal(size=(200, 5))
+  logits[np.arange(200), labels] += rng.uniform(0, 3, 200)
+  expected = sklearn_metrics.balanced_accuracy_score(
+      labels, logits.argmax(-1))
+  assert float(metrics.balanced_accuracy(jnp.asarray(logits),
+                                         jnp.asarray(labels))) == (
+      pytest.approx(expected, abs=1e-6))

@@ -1,7 +1,8 @@
 """The study report: its numbers against plain computations on synthetic runs.
 
 The statistics are checked as pure functions against numpy, scipy and hand
-computations; the report as a whole against the same on run directories.
+computations; the report as a whole against the same on run directories;
+the figures through the lines they draw.
 """
 
 import dataclasses
@@ -12,13 +13,22 @@ import re
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
+from sklearn import metrics as sklearn_metrics
 
+from jal import acquisition
+from jal import config as config_lib
+from jal import data
+from jal import full_training
+from jal import loop
 from jal import report
 from jal import study
 from jal import trials
+from jal import workdir as workdir_lib
+from tests.synthetic import make_blobs_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,11 +38,12 @@ SEEDS = (0, 1, 2)
 
 def _write_run(root, dataset, strategy, seed, accuracies, query_size=10,
                num_epochs=3, initial=20, finished=True, train_seconds=0.5,
-               query_seconds=0.1, test_seconds=None):
+               query_seconds=0.1, test_seconds=None, balanced=None,
+               config=None):
   workdir = os.path.join(root, dataset, strategy, f'b{query_size}',
                          f'e{num_epochs}', f'seed{seed}')
   os.makedirs(workdir)
-  config = dict(dataset=dataset, strategy=strategy, seed=seed,
+  config = dict(config or {}, dataset=dataset, strategy=strategy, seed=seed,
                 query_size=query_size, num_epochs=num_epochs)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
     json.dump(config, f)
@@ -46,6 +57,8 @@ def _write_run(root, dataset, strategy, seed, accuracies, query_size=10,
                     selected=[])
       if test_seconds is not None:  # records before test time had none
         record['test_seconds'] = test_seconds * (r + 1)
+      if balanced is not None:  # nor balanced accuracy
+        record['test_balanced_accuracy'] = float(balanced[r])
       f.write(json.dumps(record) + '\n')
   if finished:
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
@@ -326,3 +339,270 @@ def test_import_and_write_leave_the_pyplot_backend_alone(grid):
       capture_output=True, text=True, env=dict(os.environ, MPLBACKEND='svg'))
   assert result.stdout.split() == ['svg', 'svg', 'svg', 'False']
   assert os.path.getsize(os.path.join(root, 'curves_blobs.png')) > 1000
+
+
+def _run(strategy, seed, accuracies, initial=20, query_size=10):
+  """A finished run of 'mnist' without files, for the figure functions."""
+  rounds = len(accuracies)
+  return report.Run(
+      cell=study.Cell('mnist', strategy, seed),
+      num_labeled=tuple(initial + r * query_size for r in range(rounds)),
+      accuracies=tuple(float(a) for a in accuracies),
+      train_seconds=(0.0,) * rounds, test_seconds=None,
+      query_seconds=(0.0,) * rounds, vmapped=False)
+
+
+def test_family_panels_hold_every_strategy_once_with_random_in_each():
+  rng = np.random.default_rng(4)
+  names = acquisition.names() + ['someones_method']  # the last: unlisted
+  by_strategy = {name: [_run(name, seed, np.sort(rng.uniform(0.3, 0.9, 4)))
+                        for seed in SEEDS] for name in names}
+  fig = report.figures.family_curves(by_strategy, 'mnist',
+                                     full_accuracy=0.97)
+  panels = [ax for ax in fig.axes if ax.axison]
+  drawn = []
+  for ax in panels:
+    lines = {line.get_label().split(' (')[0]: line for line in ax.get_lines()}
+    assert len(lines) == len(ax.get_lines())  # no strategy twice in a panel
+    assert lines['random'].get_linestyle() == '--'
+    assert lines['random'].get_color() == report.figures.RANDOM_STYLE['color']
+    assert list(lines['full training'].get_ydata()) == [0.97, 0.97]
+    strategies = sorted(set(lines) - {'random', 'full training'})
+    assert 1 <= len(strategies) <= report.families.MAX_LINES
+    drawn += strategies
+  assert sorted(drawn) == sorted(set(names) - {'random'})  # each exactly once
+  titles = [ax.get_title() for ax in panels]
+  assert titles[-1] == 'other' and len(titles) == len(set(titles))
+  other = [line.get_label().split(' (')[0] for line in panels[-1].get_lines()]
+  assert 'someones_method' in other
+  # The mean curve and its AUBC, against numpy and the trapezoid rule.
+  uncertainty = panels[titles.index('uncertainty')]
+  entropy = next(line for line in uncertainty.get_lines()
+                 if line.get_label().startswith('entropy ('))
+  curves = np.array([r.accuracies for r in by_strategy['entropy']])
+  np.testing.assert_allclose(entropy.get_ydata(), curves.mean(axis=0))
+  aubc = np.mean([_plain_aubc([20, 30, 40, 50], c) for c in curves])
+  assert entropy.get_label() == f'entropy ({aubc:.3f})'
+
+
+def test_a_family_larger_than_a_panel_is_split_evenly():
+  names = ['random', 'margin', 'entropy', 'least_confidence', 'ceal',
+           'variation_ratio_deepalplus', 'kcenter', 'zzz']
+  assert report.families.panels(names, max_lines=2) == [
+      ('uncertainty (1/3)', ['entropy', 'margin']),
+      ('uncertainty (2/3)', ['least_confidence', 'ceal']),
+      ('uncertainty (3/3)', ['variation_ratio_deepalplus']),
+      ('diversity / clustering', ['kcenter']),
+      ('other', ['zzz'])]
+  listed = [n for members in report.families.FAMILIES.values()
+            for n in members]
+  assert len(listed) == len(set(listed))  # one family per strategy
+  assert 'random' not in listed
+
+
+def test_gain_over_random_is_the_difference_of_mean_curves(tmp_path):
+  rng = np.random.default_rng(5)
+  curves = {(s, seed): np.sort(rng.uniform(0.3, 0.9, 5))
+            for s in STRATEGIES for seed in SEEDS}
+  for (strategy, seed), accuracies in curves.items():
+    _write_run(tmp_path, 'digits', strategy, seed, accuracies)
+  text = open(report.write(str(tmp_path))).read()
+  mean = {s: np.mean([curves[(s, seed)] for seed in SEEDS], axis=0)
+          for s in STRATEGIES}
+  expected = {s: mean[s] - mean['random'] for s in ('entropy', 'margin')}
+  found, _ = report.load_runs(str(tmp_path))
+  num_labeled, gains = report.gains(report.group(found)[('digits', 10, 3)])
+  assert num_labeled == [20, 30, 40, 50, 60]
+  for name, gain in expected.items():
+    np.testing.assert_allclose(gains[name], gain, atol=1e-12)
+  np.testing.assert_allclose(report.gain([[0.5, 0.7], [0.6, 0.9]],
+                                         [[0.4, 0.4]]), [0.15, 0.4])
+  rows = _table_rows(text, '## Gain over')
+  assert rows[0] == ['strategy', 'family', '20', '30', '40', '50', '60',
+                     'mean']
+  order = sorted(expected, key=lambda s: -np.mean(expected[s]))
+  assert [row[0] for row in rows[1:]] == order
+  for row in rows[1:]:
+    gain = expected[row[0]]
+    assert row[1] == 'uncertainty'
+    assert row[2:] == [f'{100 * g:+.2f}' for g in gain] + [
+        f'{100 * np.mean(gain):+.2f}']
+  assert '(gain_digits.png)' in text
+  assert os.path.getsize(os.path.join(tmp_path, 'gain_digits.png')) > 1000
+
+
+def _protocol(text):
+  return {row[0]: row[1] for row in _table_rows(text, '## Protocol')[1:]}
+
+
+def _stored_config(**changes):
+  config = config_lib.default()
+  for name, value in changes.items():
+    setattr(config, name, value)
+  return json.loads(workdir_lib.config_json(config))
+
+
+def test_protocol_block_reads_the_stored_configs(tmp_path):
+  for strategy, seed in itertools.product(('random', 'entropy'), (0, 1)):
+    lr = 0.01 if (strategy, seed) == ('entropy', 1) else 0.001
+    config = _stored_config(model='lenet', optimizer='sgd', learning_rate=lr,
+                            momentum=0.5, weight_decay=5e-4, batch_size=64,
+                            augment=True, posterior='ensemble',
+                            ensemble_size=4, pool_size=20000,
+                            initial_size=30)
+    _write_run(tmp_path, 'mnist', strategy, seed, [0.5, 0.6], config=config)
+  fields = _protocol(open(report.write(str(tmp_path))).read())
+  assert fields['datasets'] == 'mnist'
+  assert fields['model'] == 'lenet, dropout rate 0.2'
+  assert fields['optimizer'] == (
+      'varies: sgd, lr 0.001, momentum 0.5, weight decay 0.0005; '
+      'sgd, lr 0.01, momentum 0.5, weight decay 0.0005')
+  # _write_run stores query size 10 and 3 epochs; the rest is the config's.
+  assert fields['epochs per round'] == '3'
+  assert fields['batch size'] == '64'
+  assert fields['model per round'] == 'fresh initialization'
+  assert fields['augmentation'].startswith('random crop')
+  assert fields['initial labeled set'] == '30 (uniform)'
+  assert (fields['query size'], fields['rounds']) == ('10', '10')
+  assert fields['final budget'] == str(30 + 10 * 10)
+  assert fields['posterior (strategies needing K predictions)'] == (
+      'ensemble, M = 4 members')
+  assert fields['pool'] == 'first 20000 training images'
+  assert fields['seeds'] == '0, 1'
+  assert fields['strategies'] == '2: entropy, random'
+  try:
+    head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO,
+                          capture_output=True, text=True).stdout.strip()
+  except OSError:
+    head = ''
+  assert fields['jal commit (of this report)'] == (head or 'unknown')
+  assert 'pool size (examples)' not in fields  # no full training to say it
+
+
+def test_protocol_fields_a_config_lacks_and_a_missing_git(grid, monkeypatch):
+  root, _ = grid
+
+  def no_git(*args, **kwargs):
+    raise FileNotFoundError('git')
+
+  monkeypatch.setattr(report.markdown.subprocess, 'run', no_git)
+  fields = _protocol(open(report.write(str(root))).read())
+  assert fields['jal commit (of this report)'] == 'unknown'
+  assert fields['model'] == 'not recorded'  # configs of cell fields only
+  assert fields['query size'] == '10'
+  assert fields['datasets'] == 'blobs, digits'
+
+
+def _write_full(root, dataset, accuracies, balanced=None, epochs=3):
+  entries = [dict(seed=seed, epochs=epochs, num_epochs=epochs,
+                  pool_size=500, test_accuracy=a, train_seconds=1.0)
+             | ({} if balanced is None else
+                dict(test_balanced_accuracy=balanced[seed]))
+             for seed, a in enumerate(accuracies)]
+  with open(full_training.path(str(root), dataset), 'w') as f:
+    json.dump(dict(runs=entries), f)
+
+
+def test_full_training_row_when_present_and_absent(grid):
+  root, _ = grid
+  text = open(report.write(str(root))).read()
+  assert report.FULL_ROW not in text  # absent: no row, no error
+  _write_full(root, 'blobs', [0.97, 0.95, 0.96])
+  _write_full(root, 'digits', [0.9], epochs=5)  # another epochs setting
+  text = open(report.write(str(root))).read()
+  rows = _table_rows(text, 'Table 1)')
+  assert rows[-1] == [report.FULL_ROW, '—',
+                      f'0.9600 ± {np.std([0.97, 0.95, 0.96], ddof=1):.4f}',
+                      '—', '—']
+  assert _protocol(text)['pool size (examples)'] == 'blobs 500, digits 500'
+
+
+def test_full_training_trains_on_the_whole_pool_once(tiny_config, tmp_path):
+  bench = ml_collections.ConfigDict(dict(
+      base=tiny_config, datasets='digits', strategies='random', seeds=0))
+  logs = []
+  found = full_training.run(bench, str(tmp_path), log=logs.append)
+  [entry] = found['digits']
+  assert (entry['seed'], entry['epochs'], entry['num_epochs']) == (0, None, 3)
+  assert entry['pool_size'] == 1297  # digits' whole pool
+  assert entry['test_accuracy'] > 0.85  # 3 epochs on 1297 labels, not 20
+  assert len(logs) == 1
+  assert full_training.run(bench, str(tmp_path), log=logs.append) == found
+  assert len(logs) == 1  # stored: not trained again
+
+
+def test_balanced_accuracy_shown_only_for_imbalanced_datasets(tmp_path):
+  rng = np.random.default_rng(6)
+  balanced = {}
+  for dataset, strategy, seed in itertools.product(
+      ('digits', 'digits-imb'), ('random', 'entropy'), SEEDS):
+    accuracies = np.sort(rng.uniform(0.4, 0.9, 4))
+    balanced[(dataset, strategy, seed)] = accuracies - rng.uniform(0, .1, 4)
+    _write_run(tmp_path, dataset, strategy, seed, accuracies,
+               balanced=balanced[(dataset, strategy, seed)])
+  _write_full(tmp_path, 'digits-imb', [0.9, 0.8, 0.85], [0.7, 0.6, 0.65])
+  text = open(report.write(str(tmp_path))).read()
+  rows = _table_rows(text, 'Table 1)')
+  assert rows[0] == ['strategy', 'digits AUBC', 'digits F-acc',
+                     'digits-imb AUBC', 'digits-imb F-acc',
+                     'digits-imb bal. AUBC', 'digits-imb bal. F-acc']
+  body = {row[0]: row for row in rows[1:]}
+  for strategy in ('random', 'entropy'):
+    curves = [balanced[('digits-imb', strategy, seed)] for seed in SEEDS]
+    aubc = [_plain_aubc([20, 30, 40, 50], c) for c in curves]
+    final = [c[-1] for c in curves]
+    for column, values in ((5, aubc), (6, final)):
+      mean, std = map(float, re.findall(r'[0-9.]+', body[strategy][column]))
+      assert mean == pytest.approx(np.mean(values), abs=1e-4)
+      assert std == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+  assert body[report.FULL_ROW][3:] == [
+      '—', '0.8500 ± 0.0500', '—', '0.6500 ± 0.0500']
+  assert '(curves_balanced_digits-imb.png)' in text
+  assert not os.path.exists(tmp_path / 'curves_balanced_digits.png')
+
+
+def test_balanced_columns_of_records_predating_them(grid):
+  root, _ = grid
+  for path in ('blobs', 'digits'):
+    os.rename(os.path.join(root, path), os.path.join(root, path + '-imb'))
+  for name in ('config.json',):
+    for directory, _, files in os.walk(root):
+      if name in files:
+        file = os.path.join(directory, name)
+        config = json.load(open(file))
+        config['dataset'] += '-imb'
+        json.dump(config, open(file, 'w'))
+  text = open(report.write(str(root))).read()
+  rows = _table_rows(text, 'Table 1)')
+  assert rows[0][3:5] == ['blobs-imb bal. AUBC', 'blobs-imb bal. F-acc']
+  assert all(row[3:5] == ['—', '—'] for row in rows[1:])
+  assert 'curves_balanced' not in text
+
+
+def test_recorded_balanced_accuracy_matches_sklearn(tiny_config):
+  blobs = make_blobs_dataset(num_test=90)
+  # An imbalanced test set (class counts about 27, 9, 3) and some labels
+  # flipped, so that balanced and plain accuracy differ.
+  keep = np.concatenate([np.flatnonzero(blobs.test_labels == c)[:n]
+                         for c, n in enumerate((27, 9, 3))])
+  labels = blobs.test_labels[keep].copy()
+  labels[::5] = (labels[::5] + 1) % 3
+  dataset = data.Dataset(blobs.pool_images, blobs.pool_labels,
+                         blobs.test_images[keep], labels, 3, 'blobs')
+  exp, arrays = loop.setup(tiny_config, dataset)
+  oracle = lambda idx: dataset.pool_labels[idx]
+  state = loop.init_state(exp, arrays, oracle)
+  # The last round: `step` trains and tests, and queries nothing.
+  state = state._replace(round=state.round + tiny_config.num_rounds)
+  fns = loop.RoundFns(exp)
+  trained = fns.train(arrays, state)
+  predicted = np.argmax(np.asarray(exp.posterior.test_log_probs(
+      trained.variables, arrays.test_images)), axis=-1)
+  accuracy, balanced = fns.test_metrics(arrays, trained)
+  assert float(balanced) == pytest.approx(
+      sklearn_metrics.balanced_accuracy_score(labels, predicted), abs=1e-6)
+  assert float(accuracy) == pytest.approx(np.mean(predicted == labels))
+  assert float(accuracy) == pytest.approx(float(fns.test(arrays, trained)))
+  _, record = loop.step(fns, arrays, state, oracle)  # the same round
+  assert record['selected'] == []
+  assert record['test_balanced_accuracy'] == pytest.approx(float(balanced))

@@ -201,11 +201,12 @@ def test_round_functions_compile_once(tiny_config):
   data = stack(data)
   for _ in range(3):
     trained = train_fn(data, state)
-    accuracy = test_fn(data, trained)
+    accuracy, balanced = test_fn(data, trained)
     selected, state = query_fn(data, trained, state)
   assert (train_fn._cache_size() == 1 and test_fn._cache_size() == 1 and
           query_fn._cache_size() == 1)
-  assert accuracy.shape == (2,) and selected.shape == (2, 10)
+  assert accuracy.shape == balanced.shape == (2,)
+  assert selected.shape == (2, 10)
   np.testing.assert_array_equal(selected[0], selected[1])  # same seed twice
   assert int(state.labeled_mask[0].sum()) == 20 + 3 * 10
   np.testing.assert_array_equal(  # the ground truth revealed in the program

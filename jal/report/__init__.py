@@ -6,16 +6,19 @@ per job:
 
 - `runs`: the study's finished cells and their per-round records;
 - `stats`: the statistics, pure functions of plain numbers;
+- `families`: which strategies share a panel of the curves;
 - `figures`: matplotlib figures, drawn without pyplot or a backend switch;
 - `markdown`: the report's layout and `write`.
 """
 
+from jal.report import families
 from jal.report import figures
 from jal.report import markdown
 from jal.report import runs
 from jal.report import stats
-from jal.report.markdown import BASELINE, REPORT, write
+from jal.report.markdown import (BASELINE, FULL_ROW, REPORT, gains,
+                                 imbalanced, jal_commit, protocol, write)
 from jal.report.runs import Run, Task, find_cells, group, load_runs, task_names
-from jal.report.stats import (ALPHA, MARGIN, PairedTest, best, mean_std,
-                              paired_test, ranking, steady_seconds,
+from jal.report.stats import (ALPHA, MARGIN, PairedTest, best, gain,
+                              mean_std, paired_test, ranking, steady_seconds,
                               win_tie_loss)

@@ -3,15 +3,23 @@
 It reads every finished cell of a study directory (see `jal.report.runs`)
 and writes the report with PNG figures beside it:
 
+- The protocol the cells ran with, read from their stored `config.json`
+  (a field that differs between cells reads "varies"), and the jal commit
+  that wrote the report.
 - AUBC and F-acc, mean ± std over seeds, per task × strategy (DeepAL+
   Table 1), the best mean of each task in bold. A task is a dataset, or a
   (dataset, query size, epochs) setting when the grid has ablation axes.
+  For `-imb` datasets, balanced accuracy's AUBC and final value beside them.
+  A full-training row (`jal.full_training`) when the directory has one.
 - Win–tie–loss over all ordered pairs of strategies and all tasks, and the
   ranking it gives (DeepAL+ Table 3).
 - A paired one-sided t-test over seeds of each strategy's AUBC against
   `random` per task, and the number of tasks where it is significantly
   better.
-- Accuracy–budget curves per task (DeepAL+ Figure 2).
+- Accuracy–budget curves per task (DeepAL+ Figure 2) as small multiples,
+  one panel per strategy family (`jal.report.families`) with `random` and
+  full training as reference lines; balanced accuracy too for `-imb`.
+- The gain over `random` at each labeled count, as a heatmap and a table.
 - Mean training, test and query seconds per round per strategy.
 - With query-size or epoch axes: AUBC against each axis (DeepAL+ Figure 3)
   and a grid of accuracy–budget curves (Figure 4).
@@ -23,20 +31,28 @@ The numbers come from `jal.report.stats` and the figures from
 import io
 import os
 import re
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+import jal
 from jal import checkpoint
 from jal import errors
+from jal import full_training
+from jal.data import catalog
+from jal.report import families
 from jal.report import figures
 from jal.report import runs
 from jal.report import stats
 
 REPORT = 'report.md'
-BASELINE = 'random'
+BASELINE = families.BASELINE
+FULL_ROW = 'full training (whole pool)'
 
 Names = dict[runs.Task, str]
+# full[task] = the full-training entries of the task's dataset and epochs.
+Full = dict[runs.Task, list[dict]]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -76,26 +92,67 @@ def _mean_std_cell(values: Sequence[float], bold: bool,
   return text if len(values) == num_seeds else f'{text} (n={len(values)})'
 
 
-def performance_table(grouped: runs.Grouped, names: Names) -> list[str]:
+def imbalanced(task: runs.Task) -> bool:
+  """Whether the task's dataset is an `-imb` one (balanced accuracy shown)."""
+  return task[0].endswith(catalog.IMBALANCED_SUFFIX)
+
+
+def _metrics(task: runs.Task) -> list[tuple[str, str]]:
+  """The table's (Run attribute, column name) pairs of a task."""
+  found = [('aubc', 'AUBC'), ('final_accuracy', 'F-acc')]
+  if imbalanced(task):
+    found += [('balanced_aubc', 'bal. AUBC'),
+              ('final_balanced_accuracy', 'bal. F-acc')]
+  return found
+
+
+# The full-training entry's value standing for each final-value metric.
+_FULL_VALUES = {'final_accuracy': 'test_accuracy',
+                'final_balanced_accuracy': 'test_balanced_accuracy'}
+
+
+def _full_row(full: Full, grouped: runs.Grouped,
+              num_seeds: int) -> list[str] | None:
+  """The full-training row: final values only; None with no entry."""
+  if not any(full.get(task) for task in grouped):
+    return None
+  row = [FULL_ROW]
+  for task in grouped:
+    for metric, _ in _metrics(task):
+      key = _FULL_VALUES.get(metric)
+      values = [e[key] for e in full.get(task, ()) if key and key in e]
+      row.append(_mean_std_cell(values, False, num_seeds) if values else '—')
+  return row
+
+
+def performance_table(grouped: runs.Grouped, names: Names,
+                      full: Full | None = None) -> list[str]:
   """DeepAL+ Table 1: AUBC and F-acc per task (columns) and strategy (rows).
 
-  Cells over fewer seeds than the grid's most say how many (n=…).
+  `-imb` tasks add balanced accuracy's AUBC and final value. Cells over
+  fewer seeds than the grid's most say how many (n=…); '—': no result (or,
+  for balanced accuracy, records predating it). With `full`, a last row
+  gives the full-training accuracy (its F-acc columns; it has no curve).
   """
-  metrics = ('aubc', 'final_accuracy')
   num_seeds = max(len(found) for per in grouped.values()
                   for found in per.values())
-  values = {(task, metric): {s: [getattr(r, metric) for r in found]
-                             for s, found in per.items()}
-            for task, per in grouped.items() for metric in metrics}
+  values = {}
+  for task, per in grouped.items():
+    for metric, _ in _metrics(task):
+      per_metric = {s: [getattr(r, metric) for r in found] for s, found in
+                    per.items()}
+      values[(task, metric)] = {s: v for s, v in per_metric.items()
+                                if None not in v}
   bold = {key: stats.best({s: np.mean(v) for s, v in per.items()})
-          for key, per in values.items()}
-  header = ['strategy'] + [f'{names[t]} {m}' for t in grouped
-                           for m in ('AUBC', 'F-acc')]
+          if per else set() for key, per in values.items()}
+  header = ['strategy'] + [f'{names[t]} {column}' for t in grouped
+                           for _, column in _metrics(t)]
   rows = [[name] + [_mean_std_cell(values[key][name], name in bold[key],
                                    num_seeds)
                     if name in values[key] else '—' for key in values]
           for name in _strategies(grouped)]
-  return _table(header, rows)
+  full_row = _full_row(full or {}, grouped, num_seeds)
+  return _table(header, rows + ([full_row] if full_row else []))
 
 
 def _win_tie_loss(grouped: runs.Grouped, margin: float) -> list[str]:
@@ -154,14 +211,91 @@ def _against_baseline(grouped: runs.Grouped, names: Names,
   return out + _table(header, rows)
 
 
-def _curves(grouped: runs.Grouped, names: Names,
+def _full_accuracy(entries: Sequence[dict], key: str) -> float | None:
+  values = [e[key] for e in entries if key in e]
+  return float(np.mean(values)) if values else None
+
+
+def _curves(grouped: runs.Grouped, names: Names, full: Full,
             workdir: str) -> list[str]:
-  return ['', '## Accuracy–budget curves (DeepAL+ Figure 2)', '',
-          'Mean over seeds with a ± std band; the legend gives AUBC mean ± '
-          'std.', ''] + [
-              _figure(figures.curves(per, names[task]), workdir,
-                      f'curves_{_slug(names[task])}.png', names[task])
-              for task, per in grouped.items()]
+  out = [
+      '', '## Accuracy–budget curves (DeepAL+ Figure 2)', '',
+      'One panel per strategy family (at most '
+      f'{families.MAX_LINES} strategies a panel; `jal.report.families` '
+      'says which strategy goes where, unlisted ones under "other"). Each '
+      f'curve is the mean over seeds with a ± std band, its mean AUBC in the '
+      f'legend; `{BASELINE}` is the dashed grey line in every panel, and the '
+      'model trained on the whole pool (when `experiments/full_training.py` '
+      'has run) the dotted black one. Panels share both axes.', '']
+  for task, per in grouped.items():
+    entries = full.get(task, [])
+    out += [_figure(
+        figures.family_curves(per, names[task],
+                              _full_accuracy(entries, 'test_accuracy')),
+        workdir, f'curves_{_slug(names[task])}.png', names[task]), '']
+    if imbalanced(task) and all(r.balanced_accuracies is not None
+                                for found in per.values() for r in found):
+      out += [_figure(
+          figures.family_curves(
+              per, f'{names[task]}: balanced accuracy',
+              _full_accuracy(entries, 'test_balanced_accuracy'),
+              balanced=True),
+          workdir, f'curves_balanced_{_slug(names[task])}.png',
+          f'{names[task]} balanced accuracy'), '']
+  return out
+
+
+def gains(per: Mapping[str, Sequence[runs.Run]]
+          ) -> tuple[list[int], dict[str, np.ndarray]]:
+  """A task's accuracy minus `random`'s at each labeled count.
+
+  Returns:
+    `random`'s labeled counts and gains[strategy] = [R+1] mean accuracy
+    minus `random`'s mean (`stats.gain`), strategies by mean gain, best
+    first. Strategies whose labeled counts differ from `random`'s are left
+    out; ({}, []) without `random`.
+  """
+  if BASELINE not in per:
+    return [], {}
+  num_labeled = list(per[BASELINE][0].num_labeled)
+  base = [r.accuracies for r in per[BASELINE]]
+  found = {name: stats.gain([r.accuracies for r in runs_], base)
+           for name, runs_ in per.items() if name != BASELINE and
+           all(list(r.num_labeled) == num_labeled for r in runs_)}
+  order = sorted(found, key=lambda name: (-np.mean(found[name]), name))
+  return num_labeled, {name: found[name] for name in order}
+
+
+def _gains(grouped: runs.Grouped, names: Names, workdir: str) -> list[str]:
+  out = ['', f'## Gain over `{BASELINE}` at each labeled count', '']
+  if not any(BASELINE in per for per in grouped.values()):
+    return out + [f'The grid has no `{BASELINE}` runs; no gain.']
+  out += [
+      f'Mean test accuracy over seeds minus `{BASELINE}`\'s, in percentage '
+      'points, at every labeled count; rows by mean gain, best first. A '
+      'heatmap rather than gain curves: with many strategies the curves of '
+      'one panel cross and hide each other, while the map shows where '
+      '(which budget) and by how much each strategy gains or loses, and '
+      'prints the number. Blue: above random, red: below.', '']
+  for task, per in grouped.items():
+    num_labeled, found = gains(per)
+    if not found:
+      continue
+    out += [_figure(
+        figures.gain_heatmap(found, num_labeled,
+                             f'{names[task]}: accuracy − {BASELINE}'),
+        workdir, f'gain_{_slug(names[task])}.png',
+        f'{names[task]} gain over {BASELINE}'), '',
+            '<details><summary>' + names[task] + ': the numbers '
+            '(percentage points)</summary>', '']
+    out += _table(['strategy', 'family'] + [str(n) for n in num_labeled] +
+                  ['mean'],
+                  [[name, families.family(name)] +
+                   [f'{100 * g:+.2f}' for g in gain] +
+                   [f'{100 * np.mean(gain):+.2f}']
+                   for name, gain in found.items()])
+    out += ['', '</details>', '']
+  return out
 
 
 def _seconds_cell(found: Sequence[runs.Run], column: str,
@@ -218,6 +352,132 @@ def _ablations(grouped: runs.Grouped, workdir: str) -> list[str]:
   return out
 
 
+def jal_commit() -> str:
+  """`git rev-parse --short HEAD` of the checkout jal is imported from.
+
+  'unknown' when jal is not in a git checkout or git cannot run.
+  """
+  directory = os.path.dirname(os.path.abspath(jal.__file__))
+  try:
+    result = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                            cwd=directory, capture_output=True, text=True,
+                            timeout=10, check=False)
+  except (OSError, subprocess.SubprocessError):
+    return 'unknown'
+  commit = result.stdout.strip()
+  return commit if result.returncode == 0 and commit else 'unknown'
+
+
+def _describe(configs: Sequence[Mapping], show) -> str:
+  """`show(config)` if every config gives the same text, else 'varies: …'.
+
+  A config lacking a field `show` reads counts as not recorded.
+  """
+  texts = []
+  for config in configs:
+    try:
+      texts.append(show(config))
+    except (KeyError, TypeError, ValueError):
+      texts.append(None)
+  distinct = sorted({t for t in texts if t is not None})
+  if not distinct:
+    return 'not recorded'
+  if None in texts:
+    distinct.append('not recorded')
+  return distinct[0] if len(distinct) == 1 else 'varies: ' + '; '.join(
+      distinct)
+
+
+def _pool(config: Mapping) -> str:
+  size = config['pool_size']
+  return 'whole training split' if size is None else (
+      f'first {size} training images')
+
+
+def _optimizer(config: Mapping) -> str:
+  momentum = f'momentum {config["momentum"]:g}'
+  if config['optimizer'] != 'sgd':
+    momentum += ' (unused)'
+  return (f'{config["optimizer"]}, lr {config["learning_rate"]:g}, '
+          f'{momentum}, weight decay {config["weight_decay"]:g}')
+
+
+def _initial(config: Mapping) -> str:
+  per_class = config.get('initial_per_class') or 0
+  return str(config['initial_size']) + (
+      f' ({per_class} per class)' if per_class else ' (uniform)')
+
+
+def _posterior(config: Mapping) -> str:
+  if config['posterior'] == 'ensemble':
+    return f'ensemble, M = {config["ensemble_size"]} members'
+  return f'{config["posterior"]}, K = {config["posterior_samples"]} samples'
+
+
+# (field, how a config shows it), in the order the block lists them.
+_PROTOCOL = (
+    ('model', lambda c: f'{c["model"]}, dropout rate {c["dropout_rate"]:g}'),
+    ('optimizer', _optimizer),
+    ('epochs per round', lambda c: str(c['num_epochs'])),
+    ('batch size', lambda c: str(c['batch_size'])),
+    ('model per round', lambda c: 'warm start from the last round'
+     if c['warm_start'] else 'fresh initialization'),
+    ('augmentation', lambda c: 'random crop (padding 4) and horizontal flip'
+     if c['augment'] else 'none'),
+    ('initial labeled set', _initial),
+    ('query size', lambda c: str(c['query_size'])),
+    ('rounds', lambda c: str(c['num_rounds'])),
+    ('final budget', lambda c: str(c['initial_size'] +
+                                   c['num_rounds'] * c['query_size'])),
+    ('posterior (strategies needing K predictions)', _posterior),
+    ('pool', _pool),
+)
+
+
+def protocol(found: Sequence[runs.Run], full: Mapping[str, list[dict]]
+             ) -> list[str]:
+  """The protocol block: what the cells ran with, from their configs.
+
+  Args:
+    found: the finished runs; their `config` (the stored `config.json`).
+    full: full[dataset] = full-training entries, which give the pool's size
+      after subsampling.
+  """
+  configs = [r.config for r in found if r.config is not None]
+  datasets = sorted({r.cell.dataset for r in found})
+  rows = [['datasets', ', '.join(datasets)]]
+  rows += [[field, _describe(configs, show)] for field, show in _PROTOCOL]
+  sizes = {d: sorted({e['pool_size'] for e in full.get(d, [])
+                      if 'pool_size' in e}) for d in datasets}
+  if any(sizes.values()):
+    rows.append(['pool size (examples)', ', '.join(
+        f'{d} {"/".join(map(str, sizes[d]))}' for d in datasets
+        if sizes[d])])
+  if any(d.endswith(catalog.IMBALANCED_SUFFIX) for d in datasets):
+    rows.append(['-imb datasets', 'pool subsampled to class ratios 1:2:…:C;'
+                 ' the test set is not subsampled'])
+  strategies = sorted({r.cell.strategy for r in found})
+  rows += [['seeds', ', '.join(map(str, sorted({r.cell.seed
+                                                 for r in found})))],
+           ['strategies', f'{len(strategies)}: ' + ', '.join(strategies)],
+           ['jal commit (of this report)', jal_commit()]]
+  return ['', '## Protocol', '',
+          f'Read from the {len(configs)} finished cells\' `config.json`; '
+          '"varies" lists the values of a field that differs between cells. '
+          'The commit is the jal checkout that wrote this report.', ''
+          ] + _table(['field', 'value'], rows)
+
+
+def _full_by_task(workdir: str, grouped: runs.Grouped
+                  ) -> tuple[dict[str, list[dict]], Full]:
+  """The full-training entries by dataset, and by task (same epochs)."""
+  by_dataset = {d: full_training.read(workdir, d)
+                for d in sorted({t[0] for t in grouped})}
+  by_task = {task: [e for e in by_dataset[task[0]]
+                    if e.get('epochs') == task[2]] for task in grouped}
+  return by_dataset, by_task
+
+
 def write(workdir: str, margin: float = stats.MARGIN) -> str:
   """Writes `workdir/report.md` and its figures; returns the report's path.
 
@@ -234,6 +494,7 @@ def write(workdir: str, margin: float = stats.MARGIN) -> str:
   grouped = runs.group(found)
   names = runs.task_names(grouped)
   seeds = sorted({r.cell.seed for r in found})
+  full_by_dataset, full = _full_by_task(workdir, grouped)
   out = [f'# Comparative study: {workdir}', '',
          f'{len(found)} finished runs: {len(grouped)} tasks, '
          f'{len(_strategies(grouped))} strategies, seeds {seeds}.']
@@ -241,13 +502,19 @@ def write(workdir: str, margin: float = stats.MARGIN) -> str:
     out.append(f'{len(unfinished)} unfinished runs are left out: '
                + ', '.join(unfinished[:10])
                + (' …' if len(unfinished) > 10 else '') + '.')
+  out += protocol(found, full_by_dataset)
   out += ['', '## AUBC and final accuracy (DeepAL+ Table 1)', '',
           'Mean ± sample std over seeds; the best mean of each column in '
-          'bold.', '']
-  out += performance_table(grouped, names)
+          'bold. For `-imb` datasets, balanced accuracy (the mean of the '
+          'per-class recalls on the test set) too.' + (
+              f' "{FULL_ROW}": the same protocol trained on every pool '
+              'example (`experiments/full_training.py`), in the F-acc '
+              'columns.' if any(full.values()) else ''), '']
+  out += performance_table(grouped, names, full)
   out += _win_tie_loss(grouped, margin)
   out += _against_baseline(grouped, names, len(seeds))
-  out += _curves(grouped, names, workdir)
+  out += _curves(grouped, names, full, workdir)
+  out += _gains(grouped, names, workdir)
   out += _timing(grouped, names)
   out += _ablations(grouped, workdir)
   path = os.path.join(workdir, REPORT)

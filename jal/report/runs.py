@@ -35,6 +35,11 @@ class Run:
   test_seconds: tuple[float, ...] | None  # None: records predating the field
   query_seconds: tuple[float, ...]
   vmapped: bool  # its seeds ran as one program: its times are amortized
+  # None: records predating the field.
+  balanced_accuracies: tuple[float, ...] | None = None
+  # The cell's stored experiment config (`config.json`); None if absent.
+  config: Mapping | None = dataclasses.field(default=None, compare=False,
+                                             repr=False)
 
   @property
   def task(self) -> Task:
@@ -47,6 +52,18 @@ class Run:
   @property
   def final_accuracy(self) -> float:
     return metrics.final_accuracy(self.accuracies)
+
+  @property
+  def balanced_aubc(self) -> float | None:
+    if self.balanced_accuracies is None:
+      return None
+    return metrics.aubc(self.num_labeled, self.balanced_accuracies)
+
+  @property
+  def final_balanced_accuracy(self) -> float | None:
+    if self.balanced_accuracies is None:
+      return None
+    return metrics.final_accuracy(self.balanced_accuracies)
 
 
 # grouped[task][strategy]: the runs of one setting, as `group` gives them.
@@ -146,13 +163,21 @@ def read_run(cell: study.Cell, directory: str) -> Run:
   """The run of `cell` from its finished work directory."""
   records = read_records(directory)
   timed_tests = all('test_seconds' in r for r in records)
+  balanced = all(isinstance(r.get('test_balanced_accuracy'), (int, float))
+                 for r in records)
+  config_path = os.path.join(directory, loop.CONFIG)
+  config = (_read_json(config_path) if os.path.exists(config_path)
+            else None)
   return Run(cell=cell, num_labeled=_column(records, 'num_labeled'),
              accuracies=_column(records, 'test_accuracy'),
              train_seconds=_column(records, 'train_seconds'),
              test_seconds=(_column(records, 'test_seconds') if timed_tests
                            else None),
              query_seconds=_column(records, 'query_seconds'),
-             vmapped=os.path.exists(os.path.join(directory, trials.TRIALS)))
+             vmapped=os.path.exists(os.path.join(directory, trials.TRIALS)),
+             balanced_accuracies=(_column(records, 'test_balanced_accuracy')
+                                  if balanced else None),
+             config=config if isinstance(config, dict) else None)
 
 
 def load_runs(workdir: str) -> tuple[list[Run], list[str]]:

@@ -15,6 +15,8 @@ seeds, or as dicts keyed by task, strategy or seed.
   against a baseline's (seeds pair naturally: the same seed gives the same
   data split and initial labeled set).
 - `steady_seconds`: the time per round once compiled.
+- `gain`: a strategy's mean curve minus the baseline's, labeled count by
+  labeled count.
 """
 
 from collections.abc import Hashable, Mapping
@@ -146,3 +148,18 @@ def steady_seconds(seconds: ArrayLike, skip_last: bool = False) -> float:
   seconds = np.asarray(seconds, np.float64)
   kept = seconds[1:len(seconds) - skip_last]
   return float(np.mean(kept if kept.size else seconds[:1]))
+
+
+def gain(curves: ArrayLike, baseline: ArrayLike) -> np.ndarray:
+  """Mean accuracy over seeds minus the baseline's, at each labeled count.
+
+  Args:
+    curves: [S, R+1] the strategy's accuracy curve per seed.
+    baseline: [S', R+1] the baseline's, on the same labeled counts.
+
+  Returns:
+    [R+1] mean(curves) − mean(baseline) over seeds (equal to the mean of
+    the per-seed differences when both have the same seeds).
+  """
+  return (np.mean(np.asarray(curves, np.float64), axis=0) -
+          np.mean(np.asarray(baseline, np.float64), axis=0))
