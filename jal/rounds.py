@@ -150,11 +150,21 @@ def initial_variables(exp: Experiment, key: jax.Array):
 
 
 def train_set(exp: Experiment, state: ALState) -> train.TrainSet:
-  """The oracle's labeled set, extended by the strategy's hook if it has one."""
+  """The oracle's labeled set, extended by the strategy's hook if it has one.
+
+  The hook applies from round 1 on: before the first query the strategy
+  state is a zeros template, not a state its `init` made.
+  """
   base = train.TrainSet(state.labeled_mask, state.labels)
   if exp.strategy.train_set is None:
     return base
-  return exp.strategy.train_set(state.strategy_state, base)
+  extended = exp.strategy.train_set(state.strategy_state, base)
+  queried = state.round > 0
+  return extended._replace(
+      mask=jnp.where(queried, extended.mask, base.mask),
+      labels=jnp.where(queried, extended.labels, base.labels),
+      extra_mask=(None if extended.extra_mask is None
+                  else extended.extra_mask & queried))
 
 
 def train_round(exp: Experiment, data: Data, state: ALState) -> Trained:

@@ -63,6 +63,20 @@ def _pseudo_labeling_strategy(num_pseudo):
                               train_set=train_set)
 
 
+def test_the_training_set_hook_waits_for_the_first_query(tiny_config):
+  """Round 0's strategy state is a zeros template (pseudo-label 0 for all)."""
+  dataset = make_blobs_dataset(num_pool=120)
+  exp, data = loop.setup(tiny_config, dataset,
+                         strategy=_pseudo_labeling_strategy(30))
+  state = loop.init_state(exp, data, lambda idx: dataset.pool_labels[idx])
+  assert not np.asarray(state.strategy_state).any()
+  rows = rounds.train_set(exp, state)
+  np.testing.assert_array_equal(rows.mask, state.labeled_mask)
+  np.testing.assert_array_equal(rows.labels, state.labels)
+  later = rounds.train_set(exp, state._replace(round=state.round + 1))
+  assert np.asarray(later.mask).all()
+
+
 def test_pseudo_labels_reach_training_but_never_the_budget(tiny_config,
                                                            tmp_path):
   dataset = make_blobs_dataset(num_pool=120)

@@ -3,9 +3,7 @@
 `FAMILIES` is the one place that sorts strategies into families; `random` is
 in none of them, because every panel draws it as the reference line. A
 strategy not listed (a user's, or one registered after this map was written)
-goes to the 'other' panel. Names of strategies not registered yet (the issue
-10 methods) are listed under the family their paper belongs to, so that they
-land in the right panel as soon as they are.
+goes to the 'other' panel.
 
 `panels` splits a family of more than `MAX_LINES` strategies present in a
 study into consecutive panels of near-equal size, so no panel draws more than
@@ -22,7 +20,7 @@ OTHER = 'other'
 FAMILIES: dict[str, tuple[str, ...]] = {
     # One deterministic pass: scores of the softmax.
     'uncertainty': ('entropy', 'margin', 'least_confidence', 'ceal',
-                    'variation_ratio_deepalplus'),
+                    'var_ratio_deepalplus', 'oui'),
     # K stochastic passes (MC dropout, ensembles, Laplace): scores of the
     # predictive distribution and of its disagreement.
     'Bayesian (MC dropout)': ('entropy_dropout', 'margin_dropout',
@@ -39,8 +37,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     # Distance to the decision boundary in input space.
     'adversarial': ('adversarial_bim', 'adversarial_deepfool'),
     # An auxiliary network trained for the query.
-    'learned (auxiliary model)': ('lpl', 'waal', 'vaal', 'vaal_deepalplus',
-                                  'sraal', 'discal', 'dal'),
+    'learned (auxiliary model)': ('lpl', 'waal', 'vaal', 'sraal',
+                                  'discriminative'),
 }
 
 
