@@ -230,10 +230,13 @@ class Ctx:
           config: str | None = None, **kwargs) -> Res:
     """run.py on `workdir` with the tiny digits settings, then `args`."""
     fields = dict(TINY, **(tiny or {}))
-    flags = []
-    if not any(a.startswith('--config=') for a in args):
+    # A --config or --workdir of the case's own goes first: absl wants
+    # --config before its --config.FIELD overrides.
+    flags = [a for a in args if a.startswith(('--config=', '--workdir='))]
+    args = [a for a in args if a not in flags]
+    if not any(a.startswith('--config=') for a in flags):
       flags.append(f'--config={config or self.config()}')
-    if not any(a.startswith('--workdir=') for a in args):
+    if not any(a.startswith('--workdir=') for a in flags):
       flags.append(f'--workdir={workdir}')
     flags += [f'--config.{k}={v}' for k, v in fields.items()
               if not any(a.startswith(f'--config.{k}=') for a in args)]
@@ -1298,7 +1301,7 @@ refuse_run('c10_config_syntax_error', 10, 'a config file with a syntax error',
 refuse_run('c10_config_no_get_config', 10, 'a config file without get_config',
            ('get_config',), setup=_config_file('X = 1\n'))
 refuse_run('c10_config_returns_none', 10, 'a config file whose get_config '
-           'returns None', ('get_config', 'config'),
+           'returns None', ('get_config', 'None'),
            setup=_config_file('def get_config():\n  return None\n'))
 refuse_run('c10_config_missing_fields', 10, 'a config file returning a '
            'ConfigDict with only strategy', ('num_epochs', 'field'),
