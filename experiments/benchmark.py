@@ -17,28 +17,18 @@ WORKDIR/jax_cache unless --compilation_cache says otherwise, spares most of
 the recompilation (on a small CPU, most of a small cell's time).
 """
 
-import os
-
-from absl import flags
-import jax
-
 from jal import cli
 from jal import study
 
 _CONFIG = cli.define_config('configs/benchmark_digits.py',
                             'Benchmark config file.')
 _WORKDIR = cli.define_workdir('Benchmark directory.')
-_CACHE = flags.DEFINE_string(
-    'compilation_cache', None, 'Directory of the persistent XLA compilation '
-    "cache (default WORKDIR/jax_cache; 'none' turns it off).")
+_CACHE = cli.define_compilation_cache()
 
 
 def main(argv):
   del argv
-  cache = _CACHE.value or os.path.join(_WORKDIR.value, 'jax_cache')
-  if cache != 'none':
-    jax.config.update('jax_compilation_cache_dir', cache)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
+  cli.use_compilation_cache(_CACHE.value, _WORKDIR.value)
   study.run_grid(_CONFIG.value, _WORKDIR.value,
                  log=lambda line: print(line, flush=True))
 

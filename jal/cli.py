@@ -37,6 +37,7 @@ from typing import NoReturn
 
 from absl import app
 from absl import flags
+import jax
 import ml_collections
 from ml_collections import config_flags
 
@@ -120,6 +121,25 @@ def define_workdir(help_text: str) -> flags.FlagHolder:
   """Defines the required `--workdir`, checked by `run` before `main`."""
   _CHECKS['workdir'] = _check_workdir
   return flags.DEFINE_string('workdir', None, help_text)
+
+
+def define_compilation_cache() -> flags.FlagHolder:
+  """--compilation_cache: where XLA's persistent compilation cache lives."""
+  return flags.DEFINE_string(
+      'compilation_cache', None, 'Directory of the persistent XLA '
+      "compilation cache (default WORKDIR/jax_cache; 'none' turns it off).")
+
+
+def use_compilation_cache(value: str | None, workdir: str) -> None:
+  """Turns on the persistent cache at `value` (default WORKDIR/jax_cache).
+
+  Cells of a grid compile the same programs, so on a small CPU the cache
+  spares most of a small cell's time.
+  """
+  cache = value or os.path.join(workdir, 'jax_cache')
+  if cache != 'none':
+    jax.config.update('jax_compilation_cache_dir', cache)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.2)
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:
