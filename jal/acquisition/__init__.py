@@ -6,6 +6,7 @@ module only gathers them. To add a family, write the module and list it in
 """
 
 from jal import errors
+from jal.acquisition import adversarial
 from jal.acquisition import badge
 from jal.acquisition import batchbald
 from jal.acquisition import bayesian
@@ -23,7 +24,8 @@ from jal.acquisition.base import (PREDICTIONS, Strategy, check_hparams,
 _FAMILIES = (uncertainty.STRATEGIES, bayesian.STRATEGIES, batchbald.STRATEGIES,
              stochastic.STRATEGIES, epig.STRATEGIES,
              kcenter.STRATEGIES, kmeans.STRATEGIES, badge.STRATEGIES,
-             cluster_margin.STRATEGIES, coldstart.STRATEGIES)
+             cluster_margin.STRATEGIES, coldstart.STRATEGIES,
+             adversarial.STRATEGIES)
 
 REGISTRY: dict[str, Strategy] = {
     s.name: s for family in _FAMILIES for s in family}
