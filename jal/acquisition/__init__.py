@@ -6,6 +6,7 @@ module only gathers them. To add a family, write the module and list it in
 """
 
 from jal import errors
+from jal.acquisition import adversarial
 from jal.acquisition import badge
 from jal.acquisition import batchbald
 from jal.acquisition import bayesian
@@ -41,6 +42,7 @@ _FAMILIES = (
     discriminative.STRATEGIES,
     loss_prediction.STRATEGIES,
     waal.STRATEGIES,
+    adversarial.STRATEGIES,
     vaal.STRATEGIES,
     sraal.STRATEGIES,
 )
