@@ -118,12 +118,17 @@ def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset,
   `pool_labels_known=False`: an oracle answers, the pool's labels may be -1.
   """
   config_lib.validate(config)
+  if not isinstance(dataset, data_lib.Dataset):
+    raise errors.ConfigError(
+        f'dataset must be a jal.data.Dataset, got {type(dataset).__name__}; '
+        'build one with jal.data.Dataset(pool_images, pool_labels, '
+        'test_images, test_labels, num_classes, name).')
   check_dataset(config, dataset, pool_labels_known)
-  if model is None and config.model != 'mlp' and dataset.pool_images.ndim != 4:
+  if model is None and np.ndim(dataset.pool_images) != 4:
     raise errors.ConfigError(
         f'config.model = {config.model!r} needs images [N, H, W, C], got '
-        f'pool images of shape {dataset.pool_images.shape}; add a channel '
-        'axis (images[..., None]) or use the mlp.')
+        f'dataset.pool_images of shape {np.shape(dataset.pool_images)}; add '
+        'a channel axis (images[..., None]) or pass your own model.')
   exp = rounds.make_experiment(config, dataset.pool_images.shape[1:],
                                dataset.num_classes, model, strategy)
   data = Data(jnp.asarray(dataset.pool_images),
@@ -367,6 +372,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       or its checkpoint is damaged.
   """
   config_lib.validate(config)
+  if not isinstance(workdir, (str, os.PathLike)) or not os.fspath(workdir):
+    raise errors.ConfigError(
+        f'workdir must be a directory path, got {workdir!r}.')
   if dataset is None:
     dataset = load_dataset(config)
   exp, data = setup(config, dataset, model, strategy,

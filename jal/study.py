@@ -313,9 +313,26 @@ def cell_config(bench: ml_collections.ConfigDict,
   return config
 
 
+def _records_agree(workdir: str) -> bool:
+  """Whether `results.jsonl` holds the curve `summary.json` sums up."""
+  try:
+    with open(os.path.join(workdir, loop.SUMMARY)) as f:
+      expected = json.load(f)['test_accuracy']
+    with open(os.path.join(workdir, loop.RESULTS)) as f:
+      found = [json.loads(line)['test_accuracy'] for line in f]
+  except (OSError, ValueError, KeyError, TypeError):
+    return False
+  return found == expected
+
+
 def status(workdir: str) -> str:
-  """'done' (summary written), 'partial' (some rounds) or 'todo'."""
-  if os.path.exists(os.path.join(workdir, loop.SUMMARY)):
+  """'done' (summary and records written), 'partial' or 'todo'.
+
+  A finished cell whose `results.jsonl` was damaged or emptied is
+  'partial': resuming it rewrites the records from its checkpoint.
+  """
+  if (os.path.exists(os.path.join(workdir, loop.SUMMARY)) and
+      _records_agree(workdir)):
     return 'done'
   if os.path.exists(os.path.join(workdir, loop.CHECKPOINT)):
     return 'partial'
@@ -406,8 +423,8 @@ def run_grid(bench: ml_collections.ConfigDict, workdir: str,
              log: Callable[[str], None] = print) -> list[Cell]:
   """Runs every unfinished cell of `bench` under `workdir`.
 
-  Cells holding `summary.json` are skipped; the others start or resume from
-  their checkpoints. The seeds of one (dataset, strategy, query size, epochs)
+  Finished cells (`status` 'done') are skipped; the others start or resume
+  from their checkpoints. The seeds of one (dataset, strategy, query size, epochs)
   group run as one vmapped program where `uses_vmapped_trials`, else one by
   one with `loop.run`. Nothing is written before the config and what
   `workdir` holds pass their checks.

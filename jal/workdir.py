@@ -60,10 +60,14 @@ def open_workdir(config: ml_collections.ConfigDict, workdir: str) -> str:
       return text
     with open(path) as f:
       stored = json.load(f)
-  except (OSError, ValueError) as e:
+  except OSError as e:
     raise errors.CheckpointError(
         f'Cannot use work directory {workdir!r} ({e}). Pick another '
         '--workdir.') from None
+  except ValueError as e:
+    raise errors.CheckpointError(
+        f'{path} is damaged ({e}). Delete the work directory (or that file, '
+        'to start the experiment over) or use a new one.') from None
   if not isinstance(stored, dict):
     raise errors.CheckpointError(
         f'{path} is not a jal config (it holds a JSON '

@@ -115,8 +115,13 @@ def test_status_of_a_cell_directory(tmp_path):
   assert study.status(str(tmp_path)) == 'todo'
   (tmp_path / loop.CHECKPOINT).write_bytes(b'')
   assert study.status(str(tmp_path)) == 'partial'
-  (tmp_path / loop.SUMMARY).write_text('{}')
+  (tmp_path / loop.SUMMARY).write_text('{"test_accuracy": [0.5, 0.75]}')
+  assert study.status(str(tmp_path)) == 'partial'  # records lost
+  (tmp_path / loop.RESULTS).write_text(
+      '{"test_accuracy": 0.5}\n{"test_accuracy": 0.75}\n')
   assert study.status(str(tmp_path)) == 'done'
+  (tmp_path / loop.RESULTS).write_text('{"test_accuracy": 0.5}\n')
+  assert study.status(str(tmp_path)) == 'partial'  # records cut short
 
 
 _TINY_GRID = '''

@@ -298,6 +298,10 @@ def query(strategy: Strategy, key: jax.Array, inputs: dict,
   """
   strategy, hparams = resolve(strategy, {strategy.name: hparams})
   check_query_args(strategy, inputs, labeled_mask, query_size)
+  # NumPy arrays are fine here; strategies index with `.at` and trace.
+  labeled_mask = jnp.asarray(labeled_mask)
+  inputs = {name: jnp.asarray(value) if isinstance(value, np.ndarray)
+            else value for name, value in inputs.items()}
   state = strategy.init(jax.random.fold_in(key, 1), inputs, labeled_mask,
                         **hparams)
   indices, _ = strategy.select(key, inputs, labeled_mask, state, query_size,

@@ -18,6 +18,7 @@ import pytest
 
 from jal import config as config_lib
 from jal import errors
+from jal import loop
 from jal import study
 from jal import workdir as workdir_lib
 from jal.data import tfds_source
@@ -360,3 +361,21 @@ def test_shipped_benchmark_configs_pass_and_take_list_overrides(name):
   bench = _parse(['benchmark.py', f'--config={path}', '--config.seeds=5',
                   '--config.datasets=digits'])
   assert study.seeds(bench) == [5] and study.datasets(bench) == ['digits']
+
+
+@pytest.mark.parametrize('damage', ['emptied', 'cut short'])
+def test_a_finished_cell_with_damaged_records_is_restored(tmp_path, damage):
+  bench = _bench(strategies='random', seeds=(0,), vmap_trials=False)
+  bench.base.num_rounds = 1
+  study.run_grid(bench, str(tmp_path))
+  cell = os.path.join(tmp_path, study.expand(bench)[0].path)
+  results = os.path.join(cell, loop.RESULTS)
+  with open(results) as f:
+    lines = f.readlines()
+  with open(results, 'w') as f:
+    f.writelines([] if damage == 'emptied' else lines[:1])
+  assert study.status(cell) == 'partial'
+  study.run_grid(bench, str(tmp_path))
+  with open(results) as f:
+    assert f.readlines() == lines
+  assert study.status(cell) == 'done'

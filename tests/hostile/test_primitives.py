@@ -174,6 +174,15 @@ def test_query_refuses_more_points_than_are_unlabeled(strategy, labeled,
                       _mask(*labeled), query_size)
 
 
+@pytest.mark.parametrize('strategy', ['entropy', 'kcenter', 'kmeans'])
+def test_query_takes_numpy_arrays(strategy):
+  inputs = {name: np.asarray(value) for name, value in _inputs().items()}
+  mask = np.asarray(_mask(0, 1))
+  picks = acquisition.query(acquisition.get(strategy), KEY, inputs, mask, 3)
+  assert len(set(np.asarray(picks).tolist())) == 3
+  assert not mask[np.asarray(picks)].any()
+
+
 def _bad_query(**changes):
   args = dict(strategy='entropy', inputs=_inputs(), labeled_mask=_mask(0),
               query_size=2)

@@ -209,3 +209,14 @@ def test_misspelt_or_missing_fields_are_refused_before_any_work(
   with pytest.raises(errors.ConfigError, match=names):
     loop.run(config, str(tmp_path / 'w'))
   assert not os.path.exists(tmp_path / 'w')
+
+
+def test_a_dataset_that_is_not_a_dataset_or_a_bad_workdir_is_named(config,
+                                                                   tmp_path):
+  blobs = make_blobs_dataset()
+  with pytest.raises(errors.ConfigError, match='dataset must be a jal.data'):
+    loop.run(config, str(tmp_path / 'w'), dataset=tuple(blobs))
+  for workdir in (None, '', 3):
+    with pytest.raises(errors.ConfigError, match='workdir must be'):
+      loop.run(config, workdir, dataset=blobs)
+  assert not os.path.exists(tmp_path / 'w')
