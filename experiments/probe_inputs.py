@@ -1199,8 +1199,22 @@ refuse_bench('c9_strategies_commas', 9, "--config.strategies=','",
              ('strateg',), '--config.strategies=,')
 refuse_bench('c9_unknown_strategy', 9, '--config.strategies=random,foo',
              ('foo',), '--config.strategies=random,foo')
-refuse_bench('c9_datasets_string', 9, "bench.datasets = 'digits' (a string)",
-             ('datasets',), body="fields['datasets'] = 'digits'")
+def _datasets_string(ctx):
+  """A string names one dataset (it was split into letters)."""
+  workdir = ctx.wd()
+  res = ctx.bench(workdir, body="fields['datasets'] = 'digits'")
+  if res.rc != 0:
+    return judge_refusal(res, ('datasets',))
+  found = sorted(d for d in os.listdir(workdir)
+                 if os.path.isdir(os.path.join(workdir, d)) and d != 'jax_cache')
+  if found == ['digits']:
+    return 'handled', "ran the one dataset 'digits'"
+  return 'silent', f'exit 0 with dataset directories {found}'
+
+
+_add(Case('c9_datasets_string', 9, 'benchmark',
+          "bench.datasets = 'digits' (a string)", 'runs', ('datasets',),
+          _datasets_string))
 refuse_bench('c9_datasets_empty', 9, 'bench.datasets = []', ('dataset',),
              body="fields['datasets'] = []")
 refuse_bench('c9_datasets_unknown', 9, "bench.datasets = ['digitz']",
@@ -1304,7 +1318,7 @@ refuse_run('c10_config_returns_none', 10, 'a config file whose get_config '
            'returns None', ('get_config', 'None'),
            setup=_config_file('def get_config():\n  return None\n'))
 refuse_run('c10_config_missing_fields', 10, 'a config file returning a '
-           'ConfigDict with only strategy', ('num_epochs', 'field'),
+           'ConfigDict with only strategy', ('lacks', 'field'),
            setup=_config_file('import ml_collections\ndef get_config():\n'
                               '  return ml_collections.ConfigDict(dict('
                               "strategy='entropy', num_epochs=1, "
@@ -1726,9 +1740,20 @@ api('c8_farthest_first_k_gt', 8, 'cluster.farthest_first 20 picks from 10 '
         __import__('jal.cluster').cluster.farthest_first(
             _emb(), _jnp_ones(50) * _np().inf,
             _mask(labeled=range(10)), 20), ~_mask(labeled=range(10))))
-api('c8_knn_k_ge_n', 8, 'cluster.knn k=50 on 50 points',
-    names=('num_neighbours', 'neighbours'))(lambda t: _cluster(
-        'knn', _emb(), 50))
+def _knn_k_is_n(tmp):
+  """k = N: the documented answer marks the missing k-th neighbour +inf."""
+  del tmp
+  from jal import cluster  # pylint: disable=g-import-not-at-top
+  distances, _ = cluster.knn(_emb(), 50)
+  distances = _np().asarray(distances)
+  if not (_np().isinf(distances[:, -1]).all() and
+          _np().isfinite(distances[:, :-1]).all()):
+    raise RuntimeError('missing neighbours are not marked +inf')
+  return 'the 50th neighbour of each of 50 points is marked +inf'
+
+
+api('c8_knn_k_ge_n', 8, 'cluster.knn k=50 on 50 points (documented: +inf '
+    'where fewer than k others exist)', expect='runs')(_knn_k_is_n)
 api('c8_knn_nan', 8, 'cluster.knn on points holding NaN',
     names=('nan', 'finite'))(lambda t: _cluster('knn', _emb() * _np().nan, 5))
 api('c8_pca_dim_0', 8, 'cluster.pca_project dim=0', names=('dim',))(
@@ -1827,25 +1852,29 @@ def _api_grid_unknown(tmp):
   return 'ran'
 
 
-@api('c9_api_expand_datasets_string', 9, "study.expand with datasets='digits'",
-     names=('datasets',))
+@api('c9_api_expand_datasets_string', 9, "study.expand with datasets='digits'"
+     ' (one dataset, not letters)', expect='runs')
 def _api_expand(tmp):
   import ml_collections  # pylint: disable=g-import-not-at-top
   from jal import study  # pylint: disable=g-import-not-at-top
   bench = ml_collections.ConfigDict(dict(
       base=_tiny_config(), datasets='digits', strategies='random', seeds=[0]))
   cells = study.expand(bench)
+  if [c.dataset for c in cells] != ['digits']:
+    raise RuntimeError(f'wrong cells {[c.dataset for c in cells]}')
   return f'{len(cells)} cells: {[c.dataset for c in cells]}'
 
 
-@api('c9_api_expand_seeds_int', 9, 'study.expand with seeds=3 (an int)',
-     names=('seeds',))
+@api('c9_api_expand_seeds_int', 9, 'study.expand with seeds=3 (one seed, '
+     'the seed 3, as documented)', expect='runs')
 def _api_expand_seeds(tmp):
   import ml_collections  # pylint: disable=g-import-not-at-top
   from jal import study  # pylint: disable=g-import-not-at-top
   bench = ml_collections.ConfigDict(dict(
       base=_tiny_config(), datasets=['digits'], strategies='random', seeds=3))
   cells = study.expand(bench)
+  if [c.seed for c in cells] != [3]:
+    raise RuntimeError(f'wrong seeds {[c.seed for c in cells]}')
   return f'{len(cells)} cells'
 
 

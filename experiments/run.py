@@ -13,6 +13,7 @@ can be seen before.
 """
 
 from jal import cli
+from jal import config as config_lib
 from jal import loop
 
 _CONFIG = cli.define_config('configs/default.py', 'Experiment config file.')
@@ -30,6 +31,7 @@ def _print_round(record: dict) -> None:
 def main(argv):
   del argv
   config = _CONFIG.value
+  config_lib.validate(config)
   print(f'{config.strategy} on {config.dataset} with {config.model}; '
         f'work directory {_WORKDIR.value}', flush=True)
   summary = loop.run(config, _WORKDIR.value, on_round=_print_round)

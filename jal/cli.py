@@ -259,7 +259,28 @@ def _guarded(main: Callable[[list[str]], object], argv: list[str]):
     fail(describe_os_error(e))
 
 
-def run(main: Callable[[list[str]], object]) -> None:
-  """`absl.app.run(main)` with the one-line errors of the module docstring."""
+def _no_arguments(main: Callable[[list[str]], object]):
+  """`main`, refusing positional arguments (a flag missing its `--`)."""
+
+  def checked(argv):
+    if len(argv) > 1:
+      fail(f'unexpected argument {argv[1]!r}: this script takes only flags '
+           '(--config=..., --workdir=...; see --help).')
+    return main(argv)
+
+  return checked
+
+
+def run(main: Callable[[list[str]], object],
+        positional_arguments: bool = False) -> None:
+  """`absl.app.run(main)` with the one-line errors of the module docstring.
+
+  Args:
+    main: the script's `main(argv)`.
+    positional_arguments: whether `main` takes arguments besides flags;
+      otherwise any is refused.
+  """
   logging.getLogger('jax').setLevel(logging.WARNING)
+  if not positional_arguments:
+    main = _no_arguments(main)
   app.run(lambda argv: _guarded(main, argv), flags_parser=_parse_flags)

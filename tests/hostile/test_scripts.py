@@ -144,6 +144,18 @@ def test_list_field_of_a_user_config_names_the_fix(tmp_path):
                          'make it a tuple')
 
 
+def test_a_config_missing_fields_or_an_extra_argument_is_named(tmp_path):
+  path = _config_file(tmp_path, 'partial.py', (
+      'import ml_collections\n\n\n'
+      'def get_config():\n'
+      '  return ml_collections.ConfigDict(dict(num_epochs=1))\n'))
+  result = _run(RUN, f'--config={path}', f'--workdir={tmp_path / "w"}')
+  _assert_one_line_error(result, 'config lacks', 'jal.config.default()')
+  result = _run(RUN, f'--workdir={tmp_path / "w"}', 'num_epochs=1')
+  _assert_one_line_error(result, "unexpected argument 'num_epochs=1'")
+  assert not os.path.exists(tmp_path / 'w')
+
+
 # run.py and benchmark.py: work directories.
 
 
