@@ -352,7 +352,9 @@ def test_list_fields_are_settable_from_the_command_line():
 
 @pytest.mark.parametrize('name', ['benchmark_digits.py', 'benchmark_mnist.py',
                                   'benchmark_cifar10.py',
-                                  'ablation_cifar10.py'])
+                                  'ablation_cifar10.py',
+                                  'benchmark_deepalplus_mnist.py',
+                                  'benchmark_deepalplus_mnist_resnet.py'])
 def test_shipped_benchmark_configs_pass_and_take_list_overrides(name):
   if 'cifar' in name and not tfds_source.installed():
     pytest.skip('CIFAR10 loads through tensorflow-datasets only')
