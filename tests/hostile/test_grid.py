@@ -21,6 +21,7 @@ from jal import errors
 from jal import loop
 from jal import study
 from jal import workdir as workdir_lib
+from tests import files
 from jal.data import tfds_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -63,27 +64,17 @@ def _finished_grid(workdir, bench):
   return cells
 
 
-def _snapshot(root):
-  found = {}
-  for folder, _, files in os.walk(root):
-    for name in files:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        found[os.path.relpath(path, root)] = f.read()
-  return found
-
-
 # Class 2: stale results are not reused.
 
 
 def test_rerun_with_the_same_settings_skips_every_finished_cell(tmp_path):
   bench = _bench()
   _finished_grid(tmp_path, bench)
-  before = _snapshot(tmp_path)
+  before = files.snapshot(tmp_path)
   lines = []
   study.run_grid(bench, str(tmp_path), log=lines.append)
   assert lines == [f'4 cells, 4 already done, 0 to run in {tmp_path}']
-  assert _snapshot(tmp_path) == before
+  assert files.snapshot(tmp_path) == before
 
 
 def _changed_base(bench):
@@ -102,7 +93,7 @@ def _fewer_vmapped(bench):
 def test_finished_cells_of_other_settings_stop_the_grid(tmp_path, change,
                                                         fields):
   _finished_grid(tmp_path, _bench())
-  before = _snapshot(tmp_path)
+  before = files.snapshot(tmp_path)
   bench = _bench()
   change(bench)
   with pytest.raises(errors.CheckpointError) as raised:
@@ -112,7 +103,7 @@ def test_finished_cells_of_other_settings_stop_the_grid(tmp_path, change,
   assert f'fields that differ: {fields}' in message
   assert 'new work directory' in message and 'delete' in message
   assert "of the grid's 4 cells cannot be reused" in message
-  assert _snapshot(tmp_path) == before  # grid.json not rewritten either
+  assert files.snapshot(tmp_path) == before  # grid.json not rewritten either
 
 
 def test_summary_of_other_settings_is_not_reused(tmp_path):
@@ -153,11 +144,11 @@ def test_damaged_summary_is_named(tmp_path):
 
 def test_grid_json_of_a_larger_grid_is_refused(tmp_path):
   _finished_grid(tmp_path, _bench())
-  before = _snapshot(tmp_path)
+  before = files.snapshot(tmp_path)
   with pytest.raises(errors.CheckpointError,
                      match=r'grid\.json lists 2 cells this config lacks'):
     study.run_grid(_bench(seeds=(0,)), str(tmp_path))
-  assert _snapshot(tmp_path) == before
+  assert files.snapshot(tmp_path) == before
 
 
 def test_damaged_grid_json_is_named(tmp_path):
@@ -189,7 +180,7 @@ def test_benchmark_script_refuses_cells_of_other_settings(tmp_path):
       '  return bench\n')
   workdir = tmp_path / 'grid'
   _finished_grid(workdir, config_lib.from_file(str(config_file)))
-  before = _snapshot(workdir)
+  before = files.snapshot(workdir)
   command = [sys.executable, os.path.join(REPO, 'experiments', 'benchmark.py'),
              f'--config={config_file}', f'--workdir={workdir}',
              '--compilation_cache=none']
@@ -205,7 +196,7 @@ def test_benchmark_script_refuses_cells_of_other_settings(tmp_path):
   assert lines[0].startswith(f'error: {workdir}{os.sep}digits')
   assert 'fields that differ: learning_rate, num_epochs' in lines[0]
   assert 'already done' not in changed.stdout
-  assert _snapshot(workdir) == before
+  assert files.snapshot(workdir) == before
   same = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
                         env=env, timeout=300)
   assert same.returncode == 0, same.stderr

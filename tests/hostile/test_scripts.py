@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from tests import files
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 RUN = os.path.join(REPO, 'experiments', 'run.py')
@@ -53,17 +55,6 @@ def _run(script, *args, fault=None, under=''):
   return subprocess.run([*prefix, script, *map(str, args)],
                         capture_output=True, text=True, cwd=REPO, env=env,
                         timeout=300)
-
-
-def _snapshot(root):
-  """{relative path: bytes} of every file under `root`."""
-  found = {}
-  for folder, _, files in os.walk(root):
-    for name in files:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        found[os.path.relpath(path, root)] = f.read()
-  return found
 
 
 def _assert_one_line_error(result, *names):
@@ -173,7 +164,7 @@ def test_unusable_workdir(tmp_path, script, workdir, names):
       f'--workdir={tmp_path / workdir if workdir else ""}']
   result = _run(script, *args)
   _assert_one_line_error(result, *names)
-  assert _snapshot(tmp_path) == {'a_file': b'precious'}
+  assert files.snapshot(tmp_path) == {'a_file': b'precious'}
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason='root writes read-only folders')
@@ -214,11 +205,11 @@ def test_full_disk_keeps_the_old_grid_file(tmp_path):
   (workdir / 'grid.json').write_text(json.dumps(dict(cells=[dict(
       dataset='digits', strategy='random', seed=0, query_size=None,
       num_epochs=None, path='digits/random/seed0')])))
-  before = _snapshot(workdir)
+  before = files.snapshot(workdir)
   result = _run(BENCHMARK, f'--workdir={workdir}', *GRID, fault='full')
   _assert_one_line_error(result, workdir / 'grid.json.tmp',
                          'No space left on device', 'free some disk space')
-  assert _snapshot(workdir) == before
+  assert files.snapshot(workdir) == before
 
 
 # report.py
@@ -277,10 +268,10 @@ def _replace(relative, text):
 ], ids=['garbage_line', 'no_results', 'grid_not_json'])
 def test_report_on_damaged_study(study_dir, damage, names):
   damage(study_dir)
-  before = _snapshot(study_dir)
+  before = files.snapshot(study_dir)
   result = _run(REPORT, study_dir)
   _assert_one_line_error(result, study_dir, *names)
-  assert _snapshot(study_dir) == before  # no report.md, no figure
+  assert files.snapshot(study_dir) == before  # no report.md, no figure
 
 
 def test_report_on_a_missing_directory(tmp_path):
@@ -297,8 +288,8 @@ def test_report_usage():
 def test_full_disk_keeps_the_old_report(study_dir):
   (study_dir / 'report.md').write_text('# The report of an earlier run\n')
   (study_dir / 'curves_digits.png').write_bytes(b'an earlier figure')
-  before = _snapshot(study_dir)
+  before = files.snapshot(study_dir)
   result = _run(REPORT, study_dir, fault='full')
   _assert_one_line_error(result, study_dir / 'curves_digits.png.tmp',
                          'No space left on device', 'free some disk space')
-  assert _snapshot(study_dir) == before
+  assert files.snapshot(study_dir) == before

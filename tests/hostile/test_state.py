@@ -19,6 +19,7 @@ from jal import errors
 from jal import loop
 from jal import study
 from jal.report import runs as report_runs
+from tests import files
 from tests.synthetic import make_blobs_dataset
 
 
@@ -58,13 +59,6 @@ def _summary(workdir):
 def _curve(workdir):
   run = report_runs.read_run(study.Cell('blobs', 'entropy', 0), workdir)
   return run.num_labeled, run.accuracies
-
-
-def _files(workdir):
-  """{name: bytes} of every file in `workdir` (FIFOs and directories aside)."""
-  return {name: open(os.path.join(workdir, name), 'rb').read()
-          for name in sorted(os.listdir(workdir))
-          if os.path.isfile(os.path.join(workdir, name))}
 
 
 def _writes_of_a_run(config, blobs, workdir, monkeypatch):
@@ -237,7 +231,7 @@ def test_damaged_checkpoint_is_refused_and_nothing_changes(config, blobs,
   finally:
     checkpoint.atomic_write = original
   _DAMAGE[damage](path)
-  before = _files(workdir)
+  before = files.snapshot(workdir)
   outcome = []
   worker = threading.Thread(target=lambda: outcome.append(_raised(
       lambda: loop.run(config, workdir, dataset=blobs))), daemon=True)
@@ -247,7 +241,7 @@ def test_damaged_checkpoint_is_refused_and_nothing_changes(config, blobs,
   assert isinstance(outcome[0], errors.CheckpointError), outcome[0]
   assert loop.CHECKPOINT in str(outcome[0])
   assert len(str(outcome[0]).splitlines()) == 1
-  assert _files(workdir) == before
+  assert files.snapshot(workdir) == before
 
 
 def _raised(fn):
@@ -279,7 +273,7 @@ def test_damaged_config_json_is_refused(config, blobs, tmp_path, damage):
   else:
     path.write_text({'truncated': path.read_text()[:40],
                      'not an object': '[1, 2]'}[damage])
-  before = _files(tmp_path)
+  before = files.snapshot(tmp_path)
   with pytest.raises(errors.CheckpointError, match=loop.CONFIG):
     loop.run(config, str(tmp_path), dataset=blobs)
-  assert _files(tmp_path) == before
+  assert files.snapshot(tmp_path) == before
