@@ -91,6 +91,9 @@ class Strategy(NamedTuple):
       may leave some out (those are then checked by type only).
     bind: optional `bind(hparams, config_hparams) -> Strategy`, the record
       to run once the hyperparameters are known (see `resolve`).
+    score: optional `score(inputs) -> [N]`, the per-point acquisition score
+      a score-based strategy ranks by (higher = more worth labeling), shown
+      to the people who label a batch; None for set-based strategies.
   """
   name: str
   needs: tuple[str, ...]
@@ -101,6 +104,7 @@ class Strategy(NamedTuple):
   train_set: Callable[..., Any] | None = None
   ranges: Mapping[str, Range] = {}
   bind: Callable[..., 'Strategy'] | None = None
+  score: Callable[[Mapping[str, Any]], jax.Array] | None = None
 
 
 def keyword_defaults(fn: Callable) -> dict[str, Any]:
@@ -363,4 +367,5 @@ def score_strategy(name: str, score: Callable[[jax.Array], jax.Array],
     del key
     return top_k_unlabeled(score(inputs[needs]), labeled_mask, query_size)
 
-  return stateless(name, (needs,), select)
+  return stateless(name, (needs,), select,
+                   score=lambda inputs: score(inputs[needs]))
