@@ -111,22 +111,22 @@ def image_folder(root: str | os.PathLike, *,
         f'Image folder {root} does not exist or is not a folder; {_LAYOUT}.')
   entries = sorted(e for e in os.listdir(root) if not e.startswith('.'))
   folders = [e for e in entries if os.path.isdir(os.path.join(root, e))]
-  class_folders = [f for f in folders if f != unlabeled_dir]
-  names = _folder_class_names(root, class_folders, unlabeled_dir, class_names)
+  files = {folder: _image_files(root, folder) for folder in folders}
   problems = [(e, 'image outside any class or unlabeled folder; move it into '
                   'root/<class>/ or root/<unlabeled_dir>/')
               for e in entries
-              if e not in folders and e.lower().endswith(IMAGE_SUFFIXES)]
-  items = []
-  for folder in folders:
-    label = UNKNOWN if folder == unlabeled_dir else names.index(folder)
-    for relative in _image_files(root, folder):
-      items.append(_Item(relative, os.path.join(root, *relative.split('/')),
-                         label, relative))
-  if not items and not problems:
+              if e not in files and e.lower().endswith(IMAGE_SUFFIXES)]
+  if not problems and not any(files.values()):
     raise errors.DatasetNotFoundError(
         f'Image folder {root} holds no images; {_LAYOUT} '
         f'(unlabeled_dir={unlabeled_dir!r}).')
+  class_folders = [f for f in folders if f != unlabeled_dir]
+  names = _folder_class_names(root, class_folders, unlabeled_dir, class_names)
+  items = []
+  for folder, relatives in files.items():
+    label = UNKNOWN if folder == unlabeled_dir else names.index(folder)
+    items += [_Item(relative, os.path.join(root, *relative.split('/')), label,
+                    relative) for relative in relatives]
   items.sort(key=lambda item: item.id)
   images, image_problems = _read_images(items, size, channels)
   problems += image_problems
@@ -451,7 +451,16 @@ def _read_header(path: str) -> tuple[tuple[int, int], bool]:
     width, height = image.size
     if image.getexif().get(_EXIF_ORIENTATION, 1) in _TRANSPOSED_ORIENTATIONS:
       width, height = height, width
-    return (height, width), image.mode in _GRAY_MODES
+    return (height, width), _is_gray(image)
+
+
+def _is_gray(image: Image.Image) -> bool:
+  """Whether an image has one channel, or only grey palette colours."""
+  if image.mode in ('P', 'PA'):
+    palette = np.asarray(image.getpalette('RGB') or [], np.int64)
+    return bool(np.all(palette[0::3] == palette[1::3]) and
+                np.all(palette[1::3] == palette[2::3]))
+  return image.mode in _GRAY_MODES
 
 
 def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
