@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+from PIL import UnidentifiedImageError
 
 from jal import errors
 from jal.data import dataset
@@ -106,6 +107,12 @@ def image_folder(root: str | os.PathLike, *,
   root = os.path.abspath(os.fspath(root))
   size = _check_image_size(image_size)
   _check_channels(channels)
+  if unlabeled_dir is not None and (
+      not isinstance(unlabeled_dir, str) or not unlabeled_dir or
+      '/' in unlabeled_dir or os.sep in unlabeled_dir):
+    raise errors.ConfigError(
+        f'unlabeled_dir={unlabeled_dir!r}; use the name of a subfolder of '
+        'root, or None if there is no unlabeled folder.')
   if not os.path.isdir(root):
     raise errors.DatasetNotFoundError(
         f'Image folder {root} does not exist or is not a folder; {_LAYOUT}.')
@@ -201,6 +208,7 @@ def manifest(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
   images, image_problems = _read_images(items, size, channels)
   problems += image_problems
   if problems:
+    problems.sort(key=lambda problem: int(problem[0].split()[1]))
     _raise_problems(f'manifest {path} ({len(rows)} rows)', problems)
   return LocalPool(images, tuple(i.id for i in items),
                    np.array([i.label for i in items], np.int32), names,
@@ -485,9 +493,12 @@ def _decode(path: str, size: tuple[int, int], channels: int) -> np.ndarray:
 
 
 def _describe_failure(path: str, error: Exception) -> str:
+  """What went wrong reading the image at `path`, in a few words."""
   if os.path.isfile(path) and os.path.getsize(path) == 0:
     return 'empty file (0 bytes)'
-  return f'cannot be read as an image ({type(error).__name__}: {error})'
+  if isinstance(error, UnidentifiedImageError):
+    return 'not an image Pillow can read (unknown format or damaged header)'
+  return f'cannot be decoded ({type(error).__name__}: {error})'
 
 
 def _hw(size: tuple[int, int]) -> str:
@@ -667,8 +678,9 @@ def _feature_labels(labels, class_names, count: int
     return names, indices
   if not all(v is None or isinstance(v, str) for v in values):
     raise errors.ConfigError(
-        'labels mix class indices and other values; give all class indices '
-        '(-1 or None if unknown) or all class names (None or "" if unknown).')
+        'labels must be all class indices (ints; -1 or None if unknown) or '
+        'all class names (strings; None or "" if unknown), not a mix or '
+        'floats.')
   named = [(f'row {i}', v.strip() or None if v is not None else None)
            for i, v in enumerate(values)]
   names, label_of, problems = _resolve_labels(named, class_names)

@@ -125,6 +125,18 @@ def test_sixteen_bit_and_palette_images(tmp_path):
   assert data.image_folder(tmp_path, channels=3).images.shape == (2, 2, 2, 3)
 
 
+def test_exif_orientation_turns_images_upright(tmp_path):
+  pixels = np.arange(6, dtype=np.uint8).reshape(2, 3) * 40
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Display rotated 90 degrees clockwise.
+  os.makedirs(tmp_path / 'a')
+  Image.fromarray(pixels).save(tmp_path / 'a' / 'turned.png', exif=exif)
+  save(tmp_path / 'a' / 'plain.png', np.zeros((3, 2), np.uint8))
+  pool = data.image_folder(tmp_path)  # Both are 3x2 once upright.
+  np.testing.assert_array_equal(pool.images[1, ..., 0],
+                                np.rot90(pixels, k=-1) / np.float32(255))
+
+
 def test_folder_layout_details(tmp_path):
   pixels = np.zeros((2, 2), np.uint8)
   save(tmp_path / 'cat' / 'deep' / 'er' / 'a.PNG', pixels)
@@ -192,7 +204,7 @@ def test_every_bad_image_is_reported_at_once(tmp_path):
   for where in wheres:
     assert where in message
   assert '/good.png:' not in message
-  assert 'empty file' in message
+  assert 'empty file' in message and 'not an image Pillow can read' in message
   assert '9x8' in message and 'a/good.png' in message  # Names the first.
 
   # Resizing makes the odd size fine; the unreadable files stay wrong.
@@ -229,6 +241,8 @@ def test_bad_arguments(tmp_path, image_size):
     data.image_folder(tmp_path, channels=2)
   with pytest.raises(errors.ConfigError, match='class_names'):
     data.image_folder(tmp_path, class_names='a')
+  with pytest.raises(errors.ConfigError, match='unlabeled_dir'):
+    data.image_folder(tmp_path, unlabeled_dir='a/b')
 
 
 # Manifests.
@@ -290,9 +304,9 @@ def test_manifest_problems_are_listed_by_line(tmp_path):
       'bad.png,,dog\n')          # line 7: unreadable image
   with pytest.raises(errors.CorruptDatasetError) as caught:
     data.manifest(tmp_path / 'm.csv', class_names=['cat', 'dog'])
+  assert [where for where, _ in caught.value.problems] == [
+      'line 3', 'line 4', 'line 5', 'line 6', 'line 7 (bad.png)']
   problems = dict(caught.value.problems)
-  assert sorted(problems) == ['line 3', 'line 4', 'line 5', 'line 6',
-                              'line 7 (bad.png)']
   assert "duplicate id 'one' (first on line 2)" in problems['line 3']
   assert 'gone.png' in problems['line 4']
   assert "'horse'" in problems['line 5']
@@ -357,6 +371,7 @@ def test_features_refusals(tmp_path):
       (dict(labels=[0, 1]), '2 entries'),
       (dict(labels=[0, 1, 5], class_names=['a', 'b']), 'outside'),
       (dict(labels=[0, 'a', 1]), 'mix'),
+      (dict(labels=np.array([0.0, 1.0, 1.0])), 'floats'),
       (dict(labels=['a', 'b', 'c'], class_names=['a', 'b']), "'c'"),
       (dict(), 'class_names'),
       (dict(labels=[-1, -1, -1]), 'class_names')]:
