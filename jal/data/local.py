@@ -391,14 +391,14 @@ def _folder_class_names(root: str, class_folders: list[str],
 
 
 def _check_class_names(class_names) -> tuple[str, ...]:
-  names = (tuple(class_names)
-           if isinstance(class_names, (list, tuple)) else None)
+  names = (None if isinstance(class_names, (str, bytes)) or
+           not hasattr(class_names, '__iter__') else tuple(class_names))
   if (not names or not all(isinstance(n, str) and n for n in names) or
       len(set(names)) != len(names)):
     raise errors.ConfigError(
         f'class_names={class_names!r}; use a list of distinct non-empty '
         'strings, one per class in label order.')
-  return names
+  return tuple(str(n) for n in names)
 
 
 def _image_files(root: str, folder: str) -> list[str]:
