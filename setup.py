@@ -19,6 +19,7 @@ setuptools.setup(
         'scikit-learn',
         'scipy',
         'matplotlib',
+        'Pillow',
     ],
     extras_require={
         'test': ['pytest', 'pytest-xdist', 'nbclient', 'nbformat',
