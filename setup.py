@@ -24,5 +24,6 @@ setuptools.setup(
         'test': ['pytest', 'pytest-xdist', 'nbclient', 'nbformat',
                  'ipykernel'],
         'tfds': ['tensorflow-datasets', 'importlib_resources', 'pillow'],
+        'notebook': ['ipywidgets', 'pillow'],
     },
 )

@@ -66,7 +66,13 @@ def _raise(problems: list[str], source: str, what_to_do: str):
       f'{what_to_do}')
 
 
-def _class_index(label, class_names: Sequence[str]) -> int | None:
+def _indices_allowed(class_names: Sequence[str]) -> bool:
+  """Whether answers may name a class by index: no class name is an integer."""
+  return not any(str(name).strip().lstrip('-').isdigit()
+                 for name in class_names)
+
+
+def class_index(label, class_names: Sequence[str]) -> int | None:
   """The class index an answer names, or None when it names none.
 
   Args:
@@ -83,17 +89,17 @@ def _class_index(label, class_names: Sequence[str]) -> int | None:
     if not text.isdigit():
       return None
     label = int(text)
-  if isinstance(label, int):
-    if any(name.strip().lstrip('-').isdigit() for name in class_names):
-      return None
+  if isinstance(label, int) and _indices_allowed(class_names):
     return label if 0 <= label < len(class_names) else None
   return None
 
 
-def _unknown_class(label, class_names) -> str:
+def unknown_class(label, class_names: Sequence[str]) -> str:
+  """Says that `label` names no class, and which answers would."""
+  indices = (f'; or an index 0..{len(class_names) - 1}'
+             if _indices_allowed(class_names) else '')
   return (f'unknown class {label!r} (classes: {", ".join(class_names)}'
-          + ('' if any(n.isdigit() for n in class_names)
-             else f'; or an index 0..{len(class_names) - 1}') + ')')
+          f'{indices})')
 
 
 def _extension(path: str) -> str:
@@ -255,10 +261,10 @@ def read_answers(path: str,
     first_line[item_id] = line
     if empty_label:
       continue
-    index = _class_index(raw_label, class_names)
+    index = class_index(raw_label, class_names)
     if index is None:
       problems.append(f'line {line} (id {item_id!r}): '
-                      + _unknown_class(raw_label, class_names))
+                      + unknown_class(raw_label, class_names))
       continue
     answers.append((item_id, index))
   if problems:
@@ -344,7 +350,7 @@ def label_studio_tasks(items: Iterable[BatchItem], class_names: Sequence[str],
       continue
     if item.prediction not in class_names:
       problems.append(f'item {number} ({item.id!r}): prediction '
-                      + _unknown_class(item.prediction, class_names))
+                      + unknown_class(item.prediction, class_names))
       continue
     prediction = {
         'model_version': model_version,
@@ -428,7 +434,7 @@ def _answer(chosen: list, where: str, class_names, problems) -> int | None:
                     f'({", ".join(map(str, chosen))}); one class an image')
     return None
   if not isinstance(chosen[0], str) or chosen[0] not in class_names:
-    problems.append(f'{where}: ' + _unknown_class(chosen[0], class_names))
+    problems.append(f'{where}: ' + unknown_class(chosen[0], class_names))
     return None
   return list(class_names).index(chosen[0])
 
