@@ -251,7 +251,7 @@ def read_answers(path: str,
     empty_label = raw_label is None or (
         isinstance(raw_label, str) and not raw_label.strip())
     if item_id is None:
-      if not (empty_label and raw_id in (None, '')):
+      if not empty_label:
         problems.append(f'line {line}: no id (got {raw_id!r})')
       continue
     if item_id in first_line:

@@ -129,11 +129,13 @@ def terminal(items: Sequence[annotate.BatchItem], class_names: Sequence[str],
   """
   class_names = tuple(class_names)
   items = [annotate.BatchItem(*item) for item in items]
-  show(f'{len(items)} items to label. Classes: '
-       + ', '.join(f'{i} {name}' for i, name in enumerate(class_names)))
-  show('Answer a class name' + (' or index' if annotate.class_index(
-      0, class_names) is not None else '') + "; Enter accepts the model's "
-       "guess; s skips the item; q stops (answers so far are kept).")
+  by_index = annotate.class_index(0, class_names) is not None
+  show(f'{len(items)} items to label. Classes: ' + ', '.join(
+      f'{i} {name}' if by_index else name
+      for i, name in enumerate(class_names)))
+  show('Answer a class name' + (' or index' if by_index else '')
+       + "; Enter accepts the model's guess; s skips the item; q stops "
+       '(answers so far are kept).')
   answers, skipped = [], 0
   for number, item in enumerate(items, start=1):
     where = f' ({item.path})' if item.path and item.path != item.id else ''
@@ -300,7 +302,10 @@ def _png(image, size: int) -> bytes | None:
   if array.ndim == 3 and array.shape[-1] == 1:
     array = array[..., 0]
   low, high = float(array.min()), float(array.max())
-  scaled = (array - low) / (high - low) if high > low else array * 0
+  if 0 <= low and high <= 1:
+    scaled = array
+  else:
+    scaled = (array - low) / (high - low) if high > low else array * 0
   picture = Image.fromarray((scaled * 255).round().astype(np.uint8))
   factor = max(1, math.ceil(size / max(array.shape[:2])))
   if factor > 1:
@@ -318,7 +323,8 @@ class NotebookLabeler:
   the labeler is displayed) only calls `set`, `clear` and `submit`, which work
   without widgets too. Submit calls `on_submit(ids, labels)` (e.g. a session's
   `tell`) with the answered items' ids and class indices; if it raises, the
-  answers stay open and the error is shown.
+  answers stay open and the error is shown. `result` keeps what `on_submit`
+  returned.
 
   Example:
     labeler = NotebookLabeler(batch, class_names, session.tell)
@@ -365,9 +371,11 @@ class NotebookLabeler:
     self._refresh()
 
   def remaining(self) -> tuple[str, ...]:
+    """The ids not answered yet, in batch order."""
     return remaining(self.state)
 
   def answers(self) -> list[tuple[str, int]]:
+    """`(id, class index)` of the answered items, in batch order."""
     return answered(self.state)
 
   def submit(self) -> list[tuple[str, int]]:

@@ -86,7 +86,7 @@ def test_jsonl_round_trip(tmp_path):
 
 def test_minimal_id_label_csv_from_a_spreadsheet(tmp_path):
   path = _write(tmp_path / 'answers.csv',
-                '\ufeffid,label\r\nunlabeled/a.png,cat\r\n17,bird\r\n')
+                '\ufeffid,label\r\nunlabeled/a.png,cat\r\n,\r\n17,bird\r\n')
   assert annotate.read_answers(path, CLASSES) == [('unlabeled/a.png', 0),
                                                   ('17', 2)]
 

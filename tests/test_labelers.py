@@ -41,6 +41,7 @@ def test_terminal_takes_names_indices_enter_and_skips():
                      ('u/4.png', 0)]
   assert len(prompts) == 6 and prompts[2] == 'label [bird]: '
   text = '\n'.join(shown)
+  assert 'Classes: 0 cat, 1 dog, 2 bird' in text
   assert '[2/5] u/1.png (/pool/u/1.png)' in text
   assert 'model: dog (score 0.9)' in text
   assert "Not an answer: unknown class 'Cat'" in text
@@ -219,3 +220,6 @@ def test_view_builds_and_follows_the_state(tmp_path):
   assert told == [(['u/0.png', 'u/1.png', 'u/2.png', 'x.png'], [0, 2, 0, 2])]
   assert button.disabled and all(menu.disabled for menu in menus)
   assert 'Submitted 4 of 4' in status.value
+  bundle = labeler._repr_mimebundle_()  # what a notebook displays
+  assert bundle['application/vnd.jupyter.widget-view+json']['model_id'] == (
+      box.model_id)
