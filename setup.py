@@ -25,5 +25,6 @@ setuptools.setup(
         'test': ['pytest', 'pytest-xdist', 'nbclient', 'nbformat',
                  'ipykernel'],
         'tfds': ['tensorflow-datasets', 'importlib_resources', 'pillow'],
+        'notebook': ['ipywidgets', 'pillow'],
     },
 )
