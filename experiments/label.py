@@ -36,6 +36,7 @@ from jal.data import local
 _CONFIG = cli.define_config('configs/label_default.py',
                            'Experiment config (create only).')
 _WORKDIR = cli.define_workdir('The campaign\'s directory.')
+_CACHE = cli.define_compilation_cache()
 _IMAGES = flags.DEFINE_string('images', None, 'create: image folder root.')
 _MANIFEST = flags.DEFINE_string('manifest', None,
                                 'create: CSV/JSONL manifest of images.')
@@ -46,6 +47,9 @@ _TEST_IMAGES = flags.DEFINE_string('test_images', None,
                                    'create: held-out labeled image folder.')
 _TEST_MANIFEST = flags.DEFINE_string('test_manifest', None,
                                      'create: held-out labeled manifest.')
+_CLASS_NAMES = flags.DEFINE_list(
+    'class_names', None, 'create: the classes, in order (default: the class '
+    'folders of --images, else of --test_images, or the manifest\'s labels).')
 _IMAGE_SIZE = flags.DEFINE_list('image_size', None,
                                 'create: resize images to H,W.')
 _CHANNELS = flags.DEFINE_integer('channels', None,
@@ -91,7 +95,7 @@ def _source_spec() -> dict:
     kind = 'images' if _TEST_IMAGES.value else 'manifest'
     test = dict(kind=kind, path=os.path.abspath(
         _TEST_IMAGES.value or _TEST_MANIFEST.value), **options)
-  return dict(pool=pool, test=test)
+  return dict(pool=pool, test=test, class_names=_CLASS_NAMES.value)
 
 
 def _load(spec: dict | None, class_names=None):
@@ -106,6 +110,15 @@ def _load(spec: dict | None, class_names=None):
               class_names=class_names)
 
 
+def _load_pools(spec: dict):
+  """The pool and the test set; the test set's classes serve a pool of
+  unlabeled images only."""
+  names = spec.get('class_names')
+  test = _load(spec['test'], names)
+  pool = _load(spec['pool'], names or (test and test.class_names))
+  return pool, test
+
+
 def _open(workdir: str) -> session.Campaign:
   path = os.path.join(workdir, SOURCE)
   try:
@@ -115,9 +128,8 @@ def _open(workdir: str) -> session.Campaign:
     raise errors.CheckpointError(
         f'{workdir} holds no campaign ({path} is missing); start one with '
         f'`label.py --workdir={workdir} create --images=ROOT`.') from None
-  pool = _load(spec['pool'])
-  return session.Campaign.open(workdir, pool,
-                               _load(spec['test'], pool.class_names))
+  pool, test = _load_pools(spec)
+  return session.Campaign.open(workdir, pool, test)
 
 
 def _print_batch(batch: session.Batch) -> None:
@@ -149,8 +161,7 @@ def _print_record(record: dict | None, campaign: session.Campaign) -> None:
 
 def create(workdir: str) -> None:
   spec = _source_spec()
-  pool = _load(spec['pool'])
-  test = _load(spec['test'], pool.class_names)
+  pool, test = _load_pools(spec)
   if os.path.exists(os.path.join(workdir, session.CAMPAIGN)):
     raise errors.CheckpointError(
         f'{workdir} already holds a campaign; go on with ask/tell/status, or '
@@ -193,9 +204,15 @@ def tell(workdir: str) -> None:
   if not answers:
     raise errors.ConfigError(f'{_LABELS.value} holds no answers; fill in the '
                              'label column first.')
+  # Answers an earlier `tell` recorded (one interrupted, say) are skipped.
   batch = campaign.open_batch()
-  if batch is not None:  # answers told by an earlier `tell` are skipped
-    answers = [(i, label) for i, label in answers if i not in batch.answered]
+  labeled = set(campaign.labeled_ids)
+  told = set(batch.answered) if batch is not None else set()
+  answers = [(i, v) for i, v in answers if i not in told and i not in labeled]
+  if not answers:
+    print(f'every answer in {_LABELS.value} was already told; '
+          f'{len(campaign.records)} models trained. Next: ask.')
+    return
   record = campaign.tell([i for i, _ in answers], [label for _, label in
                                                    answers])
   _print_record(record, campaign)
@@ -238,6 +255,7 @@ def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     cli.fail(f'usage: python experiments/label.py --workdir=DIR '
              f'{{{"|".join(COMMANDS)}}} [flags]; got {argv[1:]}.')
+  cli.use_compilation_cache(_CACHE.value, _WORKDIR.value)
   {'create': create, 'ask': ask, 'tell': tell, 'status': status,
    'label': label}[argv[1]](_WORKDIR.value)
 

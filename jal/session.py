@@ -52,8 +52,7 @@ from jal import models
 from jal import predict
 from jal import rounds
 from jal import workdir as workdir_lib
-from jal.data import dataset as dataset_lib
-from jal.data import preprocess
+from jal.data import local
 
 CAMPAIGN = 'campaign.json'
 
@@ -104,32 +103,6 @@ def _ids_digest(ids) -> str:
   return hashlib.sha256('\n'.join(ids).encode()).hexdigest()[:16]
 
 
-def _standardized(pool, test):
-  """Pool and test arrays standardized with the pool's statistics."""
-  pool_images = np.asarray(pool.images, np.float32)
-  test_images = (np.zeros((0,) + pool_images.shape[1:], np.float32)
-                 if test is None else np.asarray(test.images, np.float32))
-  if pool_images.ndim == 2:  # features: standardized per column
-    pool_images, test_images = preprocess.standardize(
-        pool_images[:, None, None], test_images[:, None, None])
-    return pool_images[:, 0, 0], test_images[:, 0, 0]
-  return preprocess.standardize(pool_images, test_images)
-
-
-def _check_test(pool, test) -> None:
-  if test is None:
-    return
-  if tuple(test.class_names) != tuple(pool.class_names):
-    raise errors.ConfigError(
-        f'The test set\'s classes {list(test.class_names)} differ from the '
-        f'pool\'s {list(pool.class_names)}; give both the same class names.')
-  if np.any(np.asarray(test.labels) < 0):
-    missing = [test.ids[i] for i in np.flatnonzero(np.asarray(test.labels) < 0)]
-    raise errors.ConfigError(
-        f'The held-out test set has {len(missing)} items without a label '
-        f'(first: {missing[:5]}); every test item needs one.')
-
-
 def _acquisition_scores(exp, data, trained, state) -> jax.Array:
   """[N] the score a score-based strategy ranked the round's query by."""
   inputs, _, _ = rounds._query_inputs(  # pylint: disable=protected-access
@@ -167,14 +140,9 @@ class Campaign:
   @staticmethod
   def _setup(config, pool, test, model, strategy):
     config_lib.validate(config)
-    _check_test(pool, test)
-    pool_images, test_images = _standardized(pool, test)
-    labels = np.asarray(pool.labels, np.int32)
-    num_classes = len(pool.class_names)
-    if num_classes < 2:
-      raise errors.ConfigError(
-          f'The pool has {num_classes} class(es) {list(pool.class_names)}; a '
-          'campaign needs at least 2 class names.')
+    dataset = local.to_dataset(pool, test)
+    pool_images, labels = dataset.pool_images, dataset.pool_labels
+    num_classes = dataset.num_classes
     config_lib.validate_budget(config, labels.shape[0])
     if config.initial_per_class:
       raise errors.ConfigError(
@@ -190,9 +158,7 @@ class Campaign:
                                  model, strategy)
     data = rounds.Data(
         jnp.asarray(pool_images), jnp.asarray(labels),
-        jnp.asarray(test_images),
-        jnp.asarray(np.zeros(0, np.int32) if test is None else
-                    np.asarray(test.labels, np.int32)))
+        jnp.asarray(dataset.test_images), jnp.asarray(dataset.test_labels))
     return exp, data
 
   @staticmethod
@@ -231,7 +197,7 @@ class Campaign:
       workdir: a new directory.
       config: the experiment config (`jal.config.default()` fields).
       pool: a `jal.data.LocalPool` (images or features, ids, labels -1
-        where unknown, class names).
+        where unknown, class names), standardized with `to_dataset`.
       test: an optional `LocalPool` with every label known, for accuracy.
       model, strategy: a user's model and strategy, as in `loop.run`.
     """

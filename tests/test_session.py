@@ -2,8 +2,6 @@
 
 import json
 import os
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 
@@ -11,32 +9,23 @@ from jal import config as config_lib
 from jal import errors
 from jal import loop
 from jal import session
-from jal.data import dataset as dataset_lib
 from jal.data import digits
+from jal.data import local
 from tests import files
 
 NAMES = tuple(str(c) for c in range(10))
-
-
-class Pool(NamedTuple):
-  """The fields of `jal.data.LocalPool` a campaign reads."""
-  images: np.ndarray
-  ids: tuple
-  labels: np.ndarray
-  class_names: tuple
-  paths: tuple | None = None
 
 
 @pytest.fixture(scope='module')
 def pools():
   splits = digits.load_splits(0)
   n = 300
-  pool = Pool(splits.train_images[:n],
+  pool = local.LocalPool(splits.train_images[:n],
               tuple(f'unlabeled/{i:04d}.png' for i in range(n)),
-              np.full(n, -1, np.int32), NAMES)
-  test = Pool(splits.test_images[:200],
+              np.full(n, -1, np.int32), NAMES, None)
+  test = local.LocalPool(splits.test_images[:200],
               tuple(f'test/{i:04d}.png' for i in range(200)),
-              splits.test_labels[:200].astype(np.int32), NAMES)
+              splits.test_labels[:200].astype(np.int32), NAMES, None)
   return pool, test, splits.train_labels[:n].astype(np.int32)
 
 
@@ -51,9 +40,7 @@ def _config():
 
 
 def _simulated(config, pool, test, truth, workdir):
-  pool_images, test_images = session._standardized(pool, test)  # pylint: disable=protected-access
-  dataset = dataset_lib.Dataset(pool_images, truth, test_images, test.labels,
-                                10, 'digits-folder')
+  dataset = local.to_dataset(pool._replace(labels=truth), test)
   loop.run(config, workdir, dataset)
   with open(os.path.join(workdir, 'results.jsonl')) as f:
     return [json.loads(line) for line in f]
