@@ -143,7 +143,6 @@ class Campaign:
     dataset = local.to_dataset(pool, test)
     pool_images, labels = dataset.pool_images, dataset.pool_labels
     num_classes = dataset.num_classes
-    config_lib.validate_budget(config, labels.shape[0])
     if config.initial_per_class:
       raise errors.ConfigError(
           f'config.initial_per_class = {config.initial_per_class} draws the '
@@ -489,9 +488,10 @@ class Campaign:
   def status(self) -> dict:
     """Labels so far, the open batch, the last accuracy, the budget."""
     config = self.config
-    budget = config.initial_size + config.num_rounds * config.query_size
     mask = np.asarray(self._state.labeled_mask)
     labels = np.asarray(self._state.labels)[mask]
+    budget = min(mask.size, config.initial_size +
+                 config.num_rounds * config.query_size)
     batch = self.open_batch()
     last = self.records[-1] if self.records else {}
     return dict(

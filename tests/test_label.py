@@ -54,10 +54,8 @@ def _fill_in(batch_csv, answers_csv, truth):
 
 def test_campaign_on_png_folder_equals_simulated_run(tmp_path):
   pool_root, test_root = str(tmp_path / 'pool'), str(tmp_path / 'test')
-  truth = synthetic.write_digits_image_folder(pool_root, num_unlabeled=300,
-                                              seed=0)
-  synthetic.write_digits_image_folder(test_root, labeled_per_class=20,
-                                      num_unlabeled=0, seed=1)
+  truth = synthetic.write_digits_image_folder(
+      pool_root, num_unlabeled=300, test_root=test_root, test_per_class=20)
   workdir = str(tmp_path / 'campaign')
   _label(workdir, 'create', f'--images={pool_root}',
          f'--test_images={test_root}', *OVERRIDES)
