@@ -95,7 +95,11 @@ def noisy(pool_labels, key: jax.Array, num_classes: int, *,
 
 
 def _load(spec, field: str):
-  """A config field's array: the list itself, or the `.npy` file it names."""
+  """A config field's array: the list itself, or the `.npy` file it names.
+
+  Raises:
+    ConfigError: the file cannot be read as a `.npy` array.
+  """
   if isinstance(spec, (str, os.PathLike)):
     try:
       return np.load(os.fspath(spec), allow_pickle=False)
@@ -113,8 +117,9 @@ def read_confusion(spec, num_classes: int) -> np.ndarray:
     ConfigError: not a [C, C] matrix of finite probabilities whose rows sum
       to 1.
   """
+  loaded = _load(spec, 'oracle_confusion')
   try:
-    matrix = np.asarray(_load(spec, 'oracle_confusion'), np.float64)
+    matrix = np.asarray(loaded, np.float64)
   except (TypeError, ValueError):
     matrix = np.zeros((0,))
   if (matrix.shape != (num_classes, num_classes) or
@@ -148,8 +153,9 @@ def label_costs(spec, pool_size: int, num_classes: int) -> Costs:
   """
   if spec is None:
     return Costs(None, np.ones(num_classes))
+  loaded = _load(spec, 'label_costs')
   try:
-    costs = np.asarray(_load(spec, 'label_costs'), np.float64)
+    costs = np.asarray(loaded, np.float64)
   except (TypeError, ValueError):
     costs = np.zeros((0, 0))
   if (costs.ndim != 1 or costs.shape[0] not in (pool_size, num_classes) or
