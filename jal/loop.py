@@ -344,7 +344,7 @@ def _timed(fn, *args):
   return result, time.perf_counter() - start
 
 
-def diagnostics_record(config, num_classes: int, state: ALState,
+def diagnostics_record(num_classes: int, state: ALState,
                        diagnostics: rounds.Diagnostics, selected, answers,
                        *, costs: oracles.Costs | None = None,
                        true_labels=None,
@@ -352,7 +352,6 @@ def diagnostics_record(config, num_classes: int, state: ALState,
   """A round's diagnostics and what its labels cost, JSON-friendly.
 
   Args:
-    config: the experiment config.
     num_classes: C.
     state: the state the round started from (its labeled set).
     diagnostics: the round model's `rounds.Diagnostics` (host values).
@@ -452,7 +451,7 @@ def step(fns: RoundFns, data: Data, state: ALState,
                 train_seconds=train_seconds, test_seconds=test_seconds, query_seconds=query_seconds,
                 selected=selected.tolist())
   record.update(diagnostics_record(
-      config, fns.exp.num_classes, before, diagnostics, selected, answers,
+      fns.exp.num_classes, before, diagnostics, selected, answers,
       costs=costs, true_labels=true_labels, previous=previous))
   return state, record
 

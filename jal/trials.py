@@ -100,10 +100,10 @@ def seed_configs(config, seeds) -> list[ml_collections.ConfigDict]:
 
 
 def round_fns(exp: rounds.Experiment):
-  """`train(data, state)`, `test(data, trained) -> (rounds.TestMetrics,
-  rounds.Diagnostics)` and `query(data, trained, state) -> (selected [S, b],
-  next state)`, seed-vmapped; `query` reveals `data.pool_labels` (the
-  simulated oracle's answers for every pool item) inside the program.
+  """`train(data, state)`, `test(data, trained) -> rounds.TestMetrics` and
+  `query(data, trained, state) -> (selected [S, b], next state)`,
+  seed-vmapped; `query` reveals `data.pool_labels` (the simulated oracle's
+  answers for every pool item) inside the program.
   """
 
   def query(data, trained, state):
@@ -114,8 +114,7 @@ def round_fns(exp: rounds.Experiment):
     return selected, next_state
 
   train = lambda data, state: rounds.train_round(exp, data, state)
-  test = lambda data, trained: (rounds.test_metrics(exp, data, trained),
-                                rounds.diagnostics(exp, data, trained))
+  test = lambda data, trained: rounds.test_metrics(exp, data, trained)
   return (jax.jit(jax.vmap(train)), jax.jit(jax.vmap(test)),
           jax.jit(jax.vmap(query)))
 
@@ -184,6 +183,8 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
         dict(vmapped_seeds=[int(s) for s in seeds])).encode())
   exp = setups[0][0]
   train_fn, test_fn, query_fn = round_fns(exp)
+  diagnostics_fn = jax.jit(jax.vmap(
+      lambda data, trained: rounds.diagnostics(exp, data, trained)))
   data = _stack([data._replace(pool_labels=jnp.asarray(labels))
                  for (_, data), labels in zip(setups, answers)])
   costs = [oracles.label_costs(c.label_costs, d.pool_labels.shape[0],
@@ -199,7 +200,7 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
     train_seconds = (time.perf_counter() - start) / num_seeds
     start = time.perf_counter()
     (accuracies, balanced), diagnostics = jax.block_until_ready(
-        test_fn(data, trained))
+        (test_fn(data, trained), diagnostics_fn(data, trained)))
     test_seconds = (time.perf_counter() - start) / num_seeds
     for accuracy, seed_config in zip(np.asarray(accuracies), configs):
       loop.check_accuracy(float(accuracy), seed_config, r)
@@ -224,7 +225,7 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
                     query_seconds=query_seconds,
                     selected=selected[i].tolist())
       record.update(loop.diagnostics_record(
-          configs[i], exp.num_classes,
+          exp.num_classes,
           jax.tree.map(lambda x, i=i: x[i], state),
           jax.tree.map(lambda x, i=i: np.asarray(x[i]), diagnostics),
           selected[i], answers[i][selected[i]], costs=costs[i],
