@@ -72,10 +72,10 @@ def test_rounds_compile_once(tiny_config, blobs, train_loop):
   fns = loop.RoundFns(exp)
   for _ in range(tiny_config.num_rounds + 1):
     state, _ = loop.step(fns, data, state, oracle)
-  jitted = [fns.test_metrics, fns.query, fns.reveal]
+  jitted = [fns.test_metrics, fns.diagnostics, fns.query, fns.reveal]
   jitted.append(fns.train if train_loop == 'jit' else
                 exp.trainer._jit_step)  # pylint: disable=protected-access
-  assert [fn._cache_size() for fn in jitted] == [1, 1, 1, 1]  # pylint: disable=protected-access
+  assert [fn._cache_size() for fn in jitted] == [1, 1, 1, 1, 1]  # pylint: disable=protected-access
   assert int(state.labeled_mask.sum()) == 50
 
 
