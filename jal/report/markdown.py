@@ -382,12 +382,12 @@ def _diagnostics(grouped: runs.Grouped, names: Names,
     for per in grouped.values():
       found = [r for r in per.get(name, ()) if r.eces is not None]
       counted = [r for r in per.get(name, ()) if r.queried_counts]
+      shares = [_largest_share(r.queried_counts) for r in counted]
       row += [_mean_std_cell([r.eces[-1] for r in found], False, len(found))
               if found else '—',
               _mean_std_cell([np.mean(r.eces) for r in found], False,
                              len(found)) if found else '—',
-              f'{np.mean([_largest_share(r.queried_counts) for r in counted]):.3f}'
-              if counted else '—']
+              f'{np.mean(shares):.3f}' if counted else '—']
     rows.append(row)
   header = ['strategy'] + [f'{names[t]} {k}' for t in grouped
                            for k in ('final ECE', 'mean ECE',
