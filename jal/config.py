@@ -72,7 +72,45 @@ def default() -> ml_collections.ConfigDict:
   config.initial_size = 40
   config.query_size = 40
   config.num_rounds = 10
+  # The simulated oracle (a run without an oracle of its own): with
+  # probability oracle_noise its answer is a uniformly random other class;
+  # or oracle_confusion, a [C, C] matrix (nested list or .npy path), row =
+  # true class, a distribution over answers. Answers are drawn per pool item
+  # from the seed (jal.oracle.noisy).
+  config.oracle_noise = 0.0
+  config.oracle_confusion = config_dict.placeholder(object)
+  # What labels cost: None (1 a label), a list of C per-class costs (of the
+  # answered class), or a .npy path of N per-item or C per-class costs.
+  config.label_costs = config_dict.placeholder(object)
+  # > 0: that many test examples (a fixed draw) become a labeled validation
+  # set, held out of the test accuracy; the stopping rules that need labels
+  # (target accuracy, plateau) read its accuracy.
+  config.validation_size = 0
+  config.stopping = stopping_defaults()
   return config
+
+
+def stopping_defaults() -> ml_collections.ConfigDict:
+  """The stopping criteria's parameters (`jal.stopping`)."""
+  return ml_collections.ConfigDict(dict(
+      # Labels (initial set included); None: the run's whole budget.
+      budget=config_dict.placeholder(int),
+      # Rounds of queries; None: config.num_rounds.
+      max_rounds=config_dict.placeholder(int),
+      # Validation accuracy to reach; None: the criterion is off.
+      target_accuracy=config_dict.placeholder(float),
+      # Validation accuracy moves less than plateau_delta (max − min) over
+      # plateau_window rounds.
+      plateau_delta=0.005,
+      plateau_window=3,
+      # Stabilizing predictions (Bloodgood & Vijay-Shanker 2009): the mean
+      # Cohen's kappa between consecutive models' predictions on a stop set
+      # of stop_set_size pool points (a fixed draw; the whole pool if
+      # smaller; 0: off) over kappa_window rounds exceeds kappa.
+      stop_set_size=2000,
+      kappa=0.99,
+      kappa_window=3,
+  ))
 
 
 def hparam_defaults() -> ml_collections.ConfigDict:
@@ -145,6 +183,18 @@ def _check_field_names(config) -> None:
   _require(not missing,
            f'config lacks {", ".join(missing)}: start it from '
            'jal.config.default().')
+  wanted = set(known.stopping)
+  stopping = set(config.stopping) if isinstance(
+      config.stopping, (dict, ml_collections.ConfigDict)) else wanted
+  unknown = sorted(stopping - wanted)
+  _require(not unknown,
+           f'config.stopping.{unknown[0] if unknown else ""} is not a stopping'
+           f' parameter{did_you_mean(unknown[0], wanted) if unknown else ""}; '
+           'see jal.config.stopping_defaults().')
+  missing = sorted(wanted - stopping)
+  _require(not missing,
+           f'config.stopping lacks {", ".join(missing)}: start it from '
+           'jal.config.stopping_defaults().')
   registered = acquisition.names()
   for name in config.hparams:
     _require(name in registered or name == config.strategy,
@@ -171,6 +221,8 @@ def validate(config) -> None:
   _require(0.0 <= config.dropout_rate < 1.0,
            f'config.dropout_rate must lie in [0, 1), got {config.dropout_rate}.')
   _validate_optimizer(config)
+  _validate_oracle(config)
+  _validate_stopping(config)
   _require(config.posterior in posterior.names(),
            f'config.posterior must be one of {", ".join(posterior.names())}, '
            f'got {config.posterior!r}.')
@@ -208,6 +260,68 @@ def validate(config) -> None:
         "passes, but config.posterior 'mc_dropout' with config.dropout_rate "
         '= 0 makes them identical. Set config.dropout_rate > 0 or choose '
         f'another config.posterior ({", ".join(posterior.names())}).')
+
+
+def _validate_oracle(config) -> None:
+  """Checks the simulated oracle's and the costs' fields (their shapes need
+  the data: `jal.oracle.read_confusion`, `jal.oracle.label_costs`)."""
+  _require(_finite_number(config.oracle_noise) and
+           0 <= config.oracle_noise < 1,
+           'config.oracle_noise (the probability of a wrong answer) must lie '
+           f'in [0, 1), got {config.oracle_noise!r}.')
+  for field in ('oracle_confusion', 'label_costs'):
+    value = config[field]
+    _require(value is None or isinstance(value, (str, list, tuple)),
+             f'config.{field} must be None, a list or a path to a .npy file, '
+             f'got {value!r}.')
+    _require(not isinstance(value, str) or os.path.isfile(value),
+             f'config.{field} = {value!r} is not a file; give the path of a '
+             '.npy array (numpy.save) or set it to None.')
+  _require(config.oracle_confusion is None or config.oracle_noise == 0,
+           f'config.oracle_noise = {config.oracle_noise} and '
+           'config.oracle_confusion both describe the oracle\'s errors; set '
+           'one of them (oracle_noise = 0 with a confusion matrix).')
+
+
+def _validate_stopping(config) -> None:
+  """Checks `config.validation_size` and the stopping parameters."""
+  _require(isinstance(config.validation_size, int) and
+           not isinstance(config.validation_size, bool) and
+           config.validation_size >= 0,
+           'config.validation_size must be an integer >= 0 (0: no validation '
+           f'set), got {config.validation_size!r}.')
+  stopping = config.stopping
+  for field in ('budget', 'max_rounds'):
+    value = stopping[field]
+    _require(value is None or (isinstance(value, int) and
+                               not isinstance(value, bool) and value >= 0),
+             f'config.stopping.{field} must be None or an integer >= 0, got '
+             f'{value!r}.')
+  target = stopping.target_accuracy
+  _require(target is None or (_finite_number(target) and 0 < target <= 1),
+           'config.stopping.target_accuracy must be None or lie in (0, 1], '
+           f'got {target!r}.')
+  _require(target is None or config.validation_size > 0,
+           f'config.stopping.target_accuracy = {target} is read on a '
+           'validation set: set config.validation_size > 0 (labeled test '
+           'examples held out for it).')
+  _require(_finite_number(stopping.plateau_delta) and
+           stopping.plateau_delta > 0,
+           'config.stopping.plateau_delta must be a number > 0, got '
+           f'{stopping.plateau_delta!r}.')
+  _require(_finite_number(stopping.kappa) and -1 < stopping.kappa < 1,
+           'config.stopping.kappa (a Cohen\'s kappa threshold) must lie in '
+           f'(-1, 1), got {stopping.kappa!r}.')
+  for field in ('plateau_window', 'kappa_window'):
+    value = stopping[field]
+    _require(isinstance(value, int) and not isinstance(value, bool) and
+             value > 0,
+             f'config.stopping.{field} must be a positive integer (rounds), '
+             f'got {value!r}.')
+  size = stopping.stop_set_size
+  _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+           'config.stopping.stop_set_size must be an integer >= 0 (0: no '
+           f'stop set), got {size!r}.')
 
 
 def validate_budget(config, pool_size: int) -> None:

@@ -26,6 +26,7 @@ from jal import errors
 from jal import models
 from jal import oracle as oracles
 from jal import rounds
+from jal import stopping
 from jal import workdir as workdir_lib
 from jal.rounds import ALState, Data, Experiment  # pylint: disable=unused-import
 from jal.workdir import CHECKPOINT, CONFIG, RESULTS, SUMMARY  # pylint: disable=unused-import
@@ -92,6 +93,15 @@ def check_dataset(config, dataset: data_lib.Dataset,
   """Checks the dataset's contents and what the config asks of them."""
   check_dataset_contents(dataset, pool_labels_known)
   config_lib.validate_budget(config, dataset.pool_labels.shape[0])
+  num_test = np.shape(dataset.test_labels)[0]
+  if config.validation_size >= num_test:
+    raise errors.ConfigError(
+        f'config.validation_size = {config.validation_size} leaves no test '
+        f'example of {num_test}; hold out fewer for validation.')
+  if config.oracle_confusion is not None:
+    oracles.read_confusion(config.oracle_confusion, dataset.num_classes)
+  oracles.label_costs(config.label_costs, dataset.pool_labels.shape[0],
+                      dataset.num_classes)
   if config.initial_per_class and not pool_labels_known:
     raise errors.ConfigError(
         f'config.initial_per_class = {config.initial_per_class} draws the '
@@ -131,11 +141,39 @@ def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset,
         'a channel axis (images[..., None]) or pass your own model.')
   exp = rounds.make_experiment(config, dataset.pool_images.shape[1:],
                                dataset.num_classes, model, strategy)
+  test_images = jnp.asarray(dataset.test_images)
+  test_labels = jnp.asarray(dataset.test_labels, jnp.int32)
+  validation_images = validation_labels = stop_indices = None
+  if config.validation_size:
+    held = np.zeros(test_labels.shape[0], bool)
+    held[np.asarray(rounds.validation_indices(test_labels.shape[0],
+                                              config.validation_size))] = True
+    validation_images, validation_labels = (test_images[held],
+                                            test_labels[held])
+    test_images, test_labels = test_images[~held], test_labels[~held]
+  if config.stopping.stop_set_size:
+    stop_indices = rounds.stop_set_indices(dataset.pool_labels.shape[0],
+                                           config.stopping.stop_set_size)
   data = Data(jnp.asarray(dataset.pool_images),
               jnp.asarray(dataset.pool_labels, jnp.int32),
-              jnp.asarray(dataset.test_images),
-              jnp.asarray(dataset.test_labels, jnp.int32))
+              test_images, test_labels, validation_images, validation_labels,
+              stop_indices)
   return exp, data
+
+
+_ORACLE_STREAM = 0x0AC1E
+
+
+def simulated_oracle(config, pool_labels, num_classes: int) -> oracles.Oracle:
+  """The oracle of a simulated run: the ground truth, or a noisy annotator
+  (`config.oracle_noise`, `config.oracle_confusion`) keyed by the seed."""
+  if not config.oracle_noise and config.oracle_confusion is None:
+    return oracles.simulated(pool_labels)
+  confusion = (None if config.oracle_confusion is None else
+               oracles.read_confusion(config.oracle_confusion, num_classes))
+  key = jax.random.fold_in(jax.random.key(config.seed), _ORACLE_STREAM)
+  return oracles.noisy(pool_labels, key, num_classes,
+                       flip_rate=config.oracle_noise, confusion=confusion)
 
 
 def initial_indices(config, pool_labels: np.ndarray, key: jax.Array,
@@ -221,6 +259,7 @@ class RoundFns:
     self.train = jax.jit(train) if exp.trainer.in_jit_loop else train
     self.test = jax.jit(functools.partial(rounds.test_round, exp))
     self.test_metrics = jax.jit(functools.partial(rounds.test_metrics, exp))
+    self.diagnostics = jax.jit(functools.partial(rounds.diagnostics, exp))
     self.query = jax.jit(functools.partial(rounds.query_round, exp))
     self.reveal = jax.jit(functools.partial(rounds.reveal, exp))
 
@@ -305,31 +344,104 @@ def _timed(fn, *args):
   return result, time.perf_counter() - start
 
 
+def diagnostics_record(num_classes: int, state: ALState,
+                       diagnostics: rounds.Diagnostics, selected, answers,
+                       *, costs: oracles.Costs | None = None,
+                       true_labels=None,
+                       previous: dict | None = None) -> dict:
+  """A round's diagnostics and what its labels cost, JSON-friendly.
+
+  Args:
+    num_classes: C.
+    state: the state the round started from (its labeled set).
+    diagnostics: the round model's `rounds.Diagnostics` (host values).
+    selected: [b] pool indices queried this round ([0] in the last).
+    answers: [b] the oracle's labels of `selected`.
+    costs: what labels cost (default 1 a label).
+    true_labels: [N] ground truth, -1 where unknown; None: unknown.
+    previous: the previous round's record (None in round 0).
+
+  Returns:
+    test_ece; validation_accuracy (None without a validation set);
+    queried_class_counts [C] of `answers`; label_cost of the batch;
+    cumulative_label_cost of the labeled set the round's model trained on;
+    num_label_errors (answers that differ from the ground truth; None where
+    it is unknown); stop_set_predictions [S]; stop_set_kappa (Cohen's kappa
+    against the previous round's, None in round 0 or without a stop set).
+  """
+  if costs is None:
+    costs = oracles.Costs(None, np.ones(num_classes))
+  selected = np.asarray(selected, np.int64)
+  answers = np.asarray(answers, np.int64)
+  mask = np.asarray(state.labeled_mask)
+  labeled = np.flatnonzero(mask)
+  errors_ = None
+  if true_labels is not None:
+    truth = np.asarray(true_labels)[selected]
+    if np.all(truth >= 0):
+      errors_ = int(np.sum(truth != answers))
+  validation = float(diagnostics.validation_accuracy)
+  stop_predictions = np.asarray(diagnostics.stop_predictions).tolist()
+  kappa = None
+  if previous is not None and stop_predictions and len(
+      previous.get('stop_set_predictions') or ()) == len(stop_predictions):
+    kappa = stopping.cohen_kappa(previous['stop_set_predictions'],
+                                 stop_predictions, num_classes)
+  return dict(
+      test_ece=float(diagnostics.test_ece),
+      validation_accuracy=None if np.isnan(validation) else validation,
+      queried_class_counts=np.bincount(
+          answers, minlength=num_classes).tolist(),
+      label_cost=oracles.batch_cost(costs, selected, answers),
+      cumulative_label_cost=oracles.batch_cost(
+          costs, labeled, np.asarray(state.labels)[labeled]),
+      num_label_errors=errors_,
+      stop_set_predictions=stop_predictions,
+      stop_set_kappa=kappa)
+
+
 def step(fns: RoundFns, data: Data, state: ALState,
-         oracle: oracles.Oracle) -> tuple[ALState, dict]:
+         oracle: oracles.Oracle, *, costs: oracles.Costs | None = None,
+         true_labels=None,
+         previous: dict | None = None) -> tuple[ALState, dict]:
   """One round on the host: train, test, and (unless last) query and reveal.
+
+  Args:
+    fns: the experiment's round functions.
+    data: its arrays.
+    state: the state the round starts from.
+    oracle: labels the queried points.
+    costs: what labels cost (default 1 a label).
+    true_labels: [N] ground truth for `num_label_errors` (None: unknown).
+    previous: the previous round's record (for `stop_set_kappa`).
 
   Returns:
     The next state and this round's record: round, num_labeled,
-    test_accuracy, test_balanced_accuracy, train_seconds, test_seconds,
-    query_seconds, selected (pool indices queried after testing, empty in
-    the last round).
+    test_accuracy, test_balanced_accuracy, train_seconds, test_seconds
+    (testing and the diagnostics), query_seconds, selected (pool indices
+    queried after testing, empty in the last round), the keys of
+    `diagnostics_record` (`run` adds stopped_by).
   """
   config = fns.exp.config
   r = int(state.round)
   num_labeled = int(np.sum(np.asarray(state.labeled_mask)))
   trained, train_seconds = _timed(fns.train, data, state)
-  (accuracy, balanced), test_seconds = _timed(fns.test_metrics, data, trained)
+  ((accuracy, balanced), diagnostics), test_seconds = _timed(
+      lambda d, t: (fns.test_metrics(d, t), fns.diagnostics(d, t)), data,
+      trained)
   check_accuracy(float(accuracy), config, r)
   start = time.perf_counter()
   selected = np.zeros((0,), np.int32)
+  answers = np.zeros((0,), np.int32)
+  before = state
   if r < config.num_rounds:
     selected, strategy_state = fns.query(data, trained, state)
     selected = np.asarray(selected)
     check_selection(selected, np.asarray(state.labeled_mask),
                     config.query_size, fns.exp.strategy.name)
-    labels = jnp.asarray(oracle(selected), jnp.int32)
-    state = fns.reveal(state, selected, labels, strategy_state, trained)
+    answers = np.asarray(oracle(selected), np.int32)
+    state = fns.reveal(state, selected, jnp.asarray(answers), strategy_state,
+                       trained)
   else:
     state = state._replace(round=state.round + 1)
   query_seconds = time.perf_counter() - start
@@ -338,6 +450,9 @@ def step(fns: RoundFns, data: Data, state: ALState,
                 test_balanced_accuracy=float(balanced),
                 train_seconds=train_seconds, test_seconds=test_seconds, query_seconds=query_seconds,
                 selected=selected.tolist())
+  record.update(diagnostics_record(
+      fns.exp.num_classes, before, diagnostics, selected, answers,
+      costs=costs, true_labels=true_labels, previous=previous))
   return state, record
 
 
@@ -350,8 +465,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   """Runs (or resumes) an experiment in `workdir`.
 
   Writes `config.json`; after every round the checkpoint and
-  `results.jsonl` (one JSON record per round); at the end `summary.json`
-  (aubc, final_accuracy, config).
+  `results.jsonl` (one JSON record per round, see `step`, with stopped_by:
+  the `jal.stopping` criteria fired by that round); at the end
+  `summary.json` (aubc, final_accuracy, stopping: the round at which each
+  criterion first fired, config).
 
   Args:
     config: experiment config (see `jal.config.default` for the fields).
@@ -360,7 +477,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     on_round: called with each new round's record.
     model: a user's `models.Model` instead of `config.model`.
     strategy: a user's `acquisition.Strategy` instead of `config.strategy`.
-    oracle: a labeling function instead of the dataset's pool labels.
+    oracle: a labeling function instead of the simulated one (the pool's
+      labels, noisy as `config.oracle_noise` or `config.oracle_confusion`
+      say).
 
   Returns:
     The summary.
@@ -377,10 +496,20 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         f'workdir must be a directory path, got {workdir!r}.')
   if dataset is None:
     dataset = load_dataset(config)
+  if oracle is not None and (config.oracle_noise or
+                             config.oracle_confusion is not None):
+    raise errors.ConfigError(
+        'config.oracle_noise and config.oracle_confusion simulate the '
+        'oracle of a run without one; with your own oracle set them to 0 '
+        'and None.')
   exp, data = setup(config, dataset, model, strategy,
                     pool_labels_known=oracle is None)
-  oracle = (oracles.simulated(dataset.pool_labels) if oracle is None else
-            checked_oracle(oracle, dataset.num_classes))
+  oracle = (simulated_oracle(config, dataset.pool_labels, dataset.num_classes)
+            if oracle is None else checked_oracle(oracle, dataset.num_classes))
+  costs = oracles.label_costs(config.label_costs,
+                              dataset.pool_labels.shape[0],
+                              dataset.num_classes)
+  true_labels = np.asarray(dataset.pool_labels)
   config_text = workdir_lib.open_workdir(config, workdir)
   template = init_state(exp, data, None)
   state, records = workdir_lib.restore(workdir, template, config_text)
@@ -392,7 +521,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     state = reveal_initial(template, oracle)
   fns = RoundFns(exp)
   while int(state.round) <= config.num_rounds:
-    state, record = step(fns, data, state, oracle)
+    state, record = step(fns, data, state, oracle, costs=costs,
+                         true_labels=true_labels,
+                         previous=records[-1] if records else None)
+    record['stopped_by'] = stopping.fired(records + [record], config)
     records.append(record)
     workdir_lib.save_round(workdir, state, records, config_text)
     if on_round is not None:

@@ -11,6 +11,12 @@ Given rounds r = 0…R with n_r labeled examples and test accuracy a_r:
 Balanced accuracy (for imbalanced data) is the mean over the classes present
 in the labels of each class's recall, as `sklearn.metrics.
 balanced_accuracy_score`; its curve has an AUBC and a final value too.
+
+The expected calibration error (Guo et al. 2017) splits the N test points
+into M = 15 equal-width bins of confidence p_max in (m/M, (m+1)/M] and
+averages the gap between each bin's accuracy and its mean confidence,
+weighted by the bin's share of the points:
+    ECE = Σ_m |B_m| / N · |acc(B_m) − conf(B_m)|.
 """
 
 import numpy as np
@@ -41,6 +47,33 @@ def balanced_accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   recall = correct.sum(axis=0) / jnp.maximum(counts, 1)
   present = counts > 0
   return jnp.sum(jnp.where(present, recall, 0.0)) / jnp.sum(present)
+
+
+ECE_BINS = 15
+
+
+def ece(log_probs: jax.Array, labels: jax.Array,
+        num_bins: int = ECE_BINS) -> jax.Array:
+  """Expected calibration error over equal-width confidence bins.
+
+  Args:
+    log_probs: [N, C] log-probabilities (or logits: they are normalized).
+    labels: [N] int classes in [0, C).
+    num_bins: M, the number of bins of [0, 1].
+
+  Returns:
+    [] the ECE (formula above), in [0, 1].
+  """
+  probs = jax.nn.softmax(log_probs, axis=-1)
+  confidence = jnp.max(probs, axis=-1)
+  correct = (jnp.argmax(probs, axis=-1) == labels).astype(jnp.float32)
+  # Bin m holds the confidences in (m/M, (m+1)/M]; a confidence of 0 (never
+  # reached by a softmax's maximum) would go to the first.
+  bins = jnp.clip(jnp.ceil(confidence * num_bins).astype(jnp.int32) - 1, 0,
+                  num_bins - 1)
+  members = jax.nn.one_hot(bins, num_bins)  # [N, M]
+  gap = members.T @ (correct - confidence)  # [M] Σ over the bin
+  return jnp.sum(jnp.abs(gap)) / labels.shape[0]
 
 
 def aubc(num_labeled, accuracies) -> float:

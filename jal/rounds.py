@@ -48,11 +48,19 @@ class Data(NamedTuple):
       (vmapped trials); -1 where unknown.
     test_images: [T, ...] float32.
     test_labels: [T] int32.
+    validation_images: [V, ...] float32 labeled examples held out of the
+      test set (`config.validation_size`), or None.
+    validation_labels: [V] int32, or None.
+    stop_indices: [S] int32 pool indices of the stop set (stabilizing
+      predictions, `jal.stopping`), or None.
   """
   pool_images: jax.Array
   pool_labels: jax.Array
   test_images: jax.Array
   test_labels: jax.Array
+  validation_images: jax.Array | None = None
+  validation_labels: jax.Array | None = None
+  stop_indices: jax.Array | None = None
 
 
 class ALState(NamedTuple):
@@ -209,6 +217,61 @@ def test_metrics(exp: Experiment, data: Data, trained: Trained) -> TestMetrics:
       jnp.where(finite, metrics.accuracy(log_probs, data.test_labels), jnp.nan),
       jnp.where(finite, metrics.balanced_accuracy(log_probs, data.test_labels),
                 jnp.nan))
+
+
+class Diagnostics(NamedTuple):
+  """A round's model beyond its accuracy.
+
+  Attributes:
+    test_ece: [] expected calibration error on the test set
+      (`metrics.ece`), NaN when training diverged.
+    validation_accuracy: [] accuracy on the validation set; NaN without one.
+    stop_predictions: [S] int32 argmax predictions on the stop set ([0]
+      without one).
+  """
+  test_ece: jax.Array
+  validation_accuracy: jax.Array
+  stop_predictions: jax.Array
+
+
+def diagnostics(exp: Experiment, data: Data, trained: Trained) -> Diagnostics:
+  """The round model's calibration, validation accuracy and stop-set
+  predictions (an ensemble's: of its mean)."""
+  log_probs = exp.posterior.test_log_probs(trained.variables, data.test_images)
+  finite = all_finite(trained) & jnp.all(~jnp.isnan(log_probs))
+  test_ece = jnp.where(finite, metrics.ece(log_probs, data.test_labels),
+                       jnp.nan)
+  validation_accuracy = jnp.float32(jnp.nan)
+  if data.validation_images is not None:
+    validation_accuracy = jnp.where(finite, metrics.accuracy(
+        exp.posterior.test_log_probs(trained.variables,
+                                     data.validation_images),
+        data.validation_labels), jnp.nan)
+  stop_predictions = jnp.zeros((0,), jnp.int32)
+  if data.stop_indices is not None:
+    stop_predictions = jnp.argmax(exp.posterior.test_log_probs(
+        trained.variables, data.pool_images[data.stop_indices]),
+                                  axis=-1).astype(jnp.int32)
+  return Diagnostics(test_ece, validation_accuracy, stop_predictions)
+
+
+# Fixed draws, the same for every seed: the validation examples out of the
+# test set and the stop set out of the pool.
+_VALIDATION_KEY = 20091
+_STOP_SET_KEY = 20092
+
+
+def validation_indices(num_test: int, size: int):
+  """[size] sorted test indices of the validation set (a fixed draw)."""
+  return jnp.sort(jax.random.permutation(
+      jax.random.key(_VALIDATION_KEY), num_test)[:size])
+
+
+def stop_set_indices(pool_size: int, size: int):
+  """[min(size, N)] sorted pool indices of the stop set (a fixed draw)."""
+  return jnp.sort(jax.random.permutation(
+      jax.random.key(_STOP_SET_KEY), pool_size)[:min(size, pool_size)]
+                  ).astype(jnp.int32)
 
 
 def test_round(exp: Experiment, data: Data, trained: Trained) -> jax.Array:

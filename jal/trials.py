@@ -37,7 +37,9 @@ from jal import acquisition
 from jal import checkpoint
 from jal import errors
 from jal import loop
+from jal import oracle as oracles
 from jal import rounds
+from jal import stopping
 from jal import workdir as workdir_lib
 
 TRIALS = 'trials.json'
@@ -98,9 +100,10 @@ def seed_configs(config, seeds) -> list[ml_collections.ConfigDict]:
 
 
 def round_fns(exp: rounds.Experiment):
-  """`train(data, state)`, `test(data, trained) -> rounds.TestMetrics` and `query(data, trained,
-  state) -> (selected [S, b], next state)`, seed-vmapped; `query` reveals
-  the ground truth inside the program.
+  """`train(data, state)`, `test(data, trained) -> rounds.TestMetrics` and
+  `query(data, trained, state) -> (selected [S, b], next state)`,
+  seed-vmapped; `query` reveals `data.pool_labels` (the simulated oracle's
+  answers for every pool item) inside the program.
   """
 
   def query(data, trained, state):
@@ -147,9 +150,15 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
   datasets = [loop.load_dataset(c) for c in configs]
   setups = [loop.setup(c, d) for c, d in zip(configs, datasets)]
   texts = [workdir_lib.open_workdir(c, w) for c, w in zip(configs, workdirs)]
-  states, all_records = [], []
+  states, all_records, answers = [], [], []
   for (exp, data), workdir, text in zip(setups, workdirs, texts):
-    oracle = lambda idx, labels=np.asarray(data.pool_labels): labels[idx]
+    # The simulated oracle answers each item alone (`jal.oracle.noisy`), so
+    # all of its answers can be read up front and revealed inside jit.
+    pool_size = data.pool_labels.shape[0]
+    answers.append(np.asarray(loop.simulated_oracle(
+        exp.config, data.pool_labels, exp.num_classes)(np.arange(pool_size)),
+                              np.int32))
+    oracle = lambda idx, labels=answers[-1]: labels[idx]
     template = loop.init_state(exp, data, None)
     state, records = workdir_lib.restore(workdir, template, text)
     if records:
@@ -174,7 +183,13 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
         dict(vmapped_seeds=[int(s) for s in seeds])).encode())
   exp = setups[0][0]
   train_fn, test_fn, query_fn = round_fns(exp)
-  data = _stack([data for _, data in setups])
+  diagnostics_fn = jax.jit(jax.vmap(
+      lambda data, trained: rounds.diagnostics(exp, data, trained)))
+  data = _stack([data._replace(pool_labels=jnp.asarray(labels))
+                 for (_, data), labels in zip(setups, answers)])
+  costs = [oracles.label_costs(c.label_costs, d.pool_labels.shape[0],
+                               d.num_classes)
+           for c, d in zip(configs, datasets)]
   state = _stack(states)
   num_seeds = len(seeds)
   while int(state.round[0]) <= config.num_rounds:
@@ -184,7 +199,8 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
     trained = jax.block_until_ready(train_fn(data, state))
     train_seconds = (time.perf_counter() - start) / num_seeds
     start = time.perf_counter()
-    accuracies, balanced = jax.block_until_ready(test_fn(data, trained))
+    (accuracies, balanced), diagnostics = jax.block_until_ready(
+        (test_fn(data, trained), diagnostics_fn(data, trained)))
     test_seconds = (time.perf_counter() - start) / num_seeds
     for accuracy, seed_config in zip(np.asarray(accuracies), configs):
       loop.check_accuracy(float(accuracy), seed_config, r)
@@ -208,6 +224,15 @@ def run(config: ml_collections.ConfigDict, seeds: Sequence[int],
                     train_seconds=train_seconds, test_seconds=test_seconds,
                     query_seconds=query_seconds,
                     selected=selected[i].tolist())
+      record.update(loop.diagnostics_record(
+          exp.num_classes,
+          jax.tree.map(lambda x, i=i: x[i], state),
+          jax.tree.map(lambda x, i=i: np.asarray(x[i]), diagnostics),
+          selected[i], answers[i][selected[i]], costs=costs[i],
+          true_labels=datasets[i].pool_labels,
+          previous=all_records[i][-1] if all_records[i] else None))
+      record['stopped_by'] = stopping.fired(all_records[i] + [record],
+                                            configs[i])
       all_records[i].append(record)
       workdir_lib.save_round(
           workdir, jax.tree.map(lambda x, i=i: x[i], next_state),

@@ -17,6 +17,7 @@ import ml_collections
 from jal import checkpoint
 from jal import errors
 from jal import metrics
+from jal import stopping
 
 CHECKPOINT = 'checkpoint.npz'
 RESULTS = 'results.jsonl'
@@ -145,9 +146,14 @@ def restore(workdir: str, like, config_text: str):
 
 
 def write_summary(workdir: str, records: list[dict], config_text: str) -> dict:
-  """Writes and returns `summary.json`: AUBC, final accuracy, config."""
+  """Writes and returns `summary.json`: AUBC, final accuracy, the round at
+  which each stopping criterion first fired (`jal.stopping.evaluate`),
+  config."""
   summary = summarize(records)
-  summary['config'] = json.loads(config_text)
+  config = json.loads(config_text)
+  if isinstance(config, dict) and 'stopping' in config:
+    summary['stopping'] = stopping.evaluate(records, config)
+  summary['config'] = config
   checkpoint.atomic_write(os.path.join(workdir, SUMMARY),
                           json.dumps(summary, indent=2).encode())
   return summary

@@ -16,6 +16,8 @@ import pytest
 from jal import acquisition
 from jal import errors
 from jal import loop
+from jal import rounds
+from jal import stopping
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,10 +72,10 @@ def test_rounds_compile_once(tiny_config, blobs, train_loop):
   fns = loop.RoundFns(exp)
   for _ in range(tiny_config.num_rounds + 1):
     state, _ = loop.step(fns, data, state, oracle)
-  jitted = [fns.test_metrics, fns.query, fns.reveal]
+  jitted = [fns.test_metrics, fns.diagnostics, fns.query, fns.reveal]
   jitted.append(fns.train if train_loop == 'jit' else
                 exp.trainer._jit_step)  # pylint: disable=protected-access
-  assert [fn._cache_size() for fn in jitted] == [1, 1, 1, 1]  # pylint: disable=protected-access
+  assert [fn._cache_size() for fn in jitted] == [1, 1, 1, 1, 1]  # pylint: disable=protected-access
   assert int(state.labeled_mask.sum()) == 50
 
 
@@ -259,3 +261,78 @@ def test_strategy_needing_an_unknown_prediction_is_refused(tiny_config, blobs,
   monkeypatch.setattr(acquisition, 'REGISTRY', registry)
   with pytest.raises(errors.ConfigError, match="needs \\['logprobs'\\]"):
     loop.setup(tiny_config, blobs)
+
+
+def test_records_carry_diagnostics_costs_and_stopping_and_resume_exactly(
+    tiny_config, tmp_path):
+  tiny_config.oracle_noise = 0.3
+  tiny_config.validation_size = 100
+  costs = np.arange(10, dtype=np.float64) + 1  # class c costs c + 1
+  tiny_config.label_costs = costs.tolist()
+  tiny_config.stopping.stop_set_size = 500
+  tiny_config.stopping.kappa = 0.0  # fires as soon as a window has kappas
+  tiny_config.stopping.kappa_window = 2
+  summary = loop.run(tiny_config, str(tmp_path / 'whole'))
+  records = _records(tmp_path / 'whole')
+  dataset = loop.load_dataset(tiny_config)
+  truth = dataset.pool_labels
+  oracle = loop.simulated_oracle(tiny_config, truth, 10)
+  labels_so_far = 0.0
+  for record in records:
+    selected = np.asarray(record['selected'], np.int64)
+    answers = oracle(selected)
+    assert record['queried_class_counts'] == np.bincount(
+        answers, minlength=10).tolist()
+    assert record['num_label_errors'] == np.sum(answers != truth[selected])
+    # Per-class costs are charged for the class answered.
+    assert record['label_cost'] == pytest.approx(costs[answers].sum())
+    if record['round']:
+      assert record['cumulative_label_cost'] == pytest.approx(labels_so_far)
+    labels_so_far = record['cumulative_label_cost'] + record['label_cost']
+    assert 0.0 <= record['test_ece'] <= 1.0
+    assert 0.0 <= record['validation_accuracy'] <= 1.0
+    assert len(record['stop_set_predictions']) == 500
+    assert (record['stop_set_kappa'] is None) == (record['round'] == 0)
+  assert sum(r['num_label_errors'] for r in records) > 0  # ε = 0.3, 30 asked
+  assert [r['stopped_by'] for r in records] == [
+      [], [], ['stabilizing_predictions'],
+      ['budget', 'max_rounds', 'stabilizing_predictions']]
+  assert summary['stopping'] == dict(
+      budget=3, max_rounds=3, target_accuracy=None,
+      plateau=stopping.plateau(records, 0.005, 3),
+      stabilizing_predictions=2)
+  kappa = stopping.cohen_kappa(records[0]['stop_set_predictions'],
+                               records[1]['stop_set_predictions'], 10)
+  assert records[1]['stop_set_kappa'] == pytest.approx(kappa)
+
+  def crash_after_round_1(record):
+    if record['round'] == 1:
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    loop.run(tiny_config, str(tmp_path / 'resumed'),
+             on_round=crash_after_round_1)
+  loop.run(tiny_config, str(tmp_path / 'resumed'))
+  assert (_without_timings(_records(tmp_path / 'resumed')) ==
+          _without_timings(records))
+
+
+def test_validation_examples_are_held_out_of_the_test_set(tiny_config):
+  dataset = loop.load_dataset(tiny_config)
+  tiny_config.validation_size = 50
+  _, data = loop.setup(tiny_config, dataset)
+  num_test = dataset.test_labels.shape[0]
+  assert data.test_labels.shape == (num_test - 50,)
+  assert data.validation_labels.shape == (50,)
+  held = np.asarray(rounds.validation_indices(num_test, 50))
+  np.testing.assert_array_equal(data.validation_labels,
+                                dataset.test_labels[held])
+  tiny_config.validation_size = num_test
+  with pytest.raises(errors.ConfigError, match='leaves no test example'):
+    loop.setup(tiny_config, dataset)
+
+
+def test_own_oracle_with_simulated_noise_is_refused(tiny_config, tmp_path):
+  tiny_config.oracle_noise = 0.1
+  with pytest.raises(errors.ConfigError, match='with your own oracle'):
+    loop.run(tiny_config, str(tmp_path), oracle=lambda idx: idx * 0)

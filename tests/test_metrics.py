@@ -60,3 +60,38 @@ def test_balanced_accuracy_matches_sklearn():
   assert float(metrics.balanced_accuracy(jnp.asarray(logits),
                                          jnp.asarray(labels))) == (
       pytest.approx(expected, abs=1e-6))
+
+
+def _numpy_ece(probs, labels, num_bins=15):
+  """The textbook ECE: loop over bins (lo, hi] of max-probability."""
+  confidence = probs.max(axis=1)
+  correct = probs.argmax(axis=1) == labels
+  total = 0.0
+  for m in range(num_bins):
+    lo, hi = m / num_bins, (m + 1) / num_bins
+    members = (confidence > lo) & (confidence <= hi)
+    if members.any():
+      total += members.mean() * abs(correct[members].mean() -
+                                    confidence[members].mean())
+  return total
+
+
+def test_ece_matches_a_plain_numpy_loop():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(500, 4)) * 3
+  labels = rng.integers(0, 4, size=500)
+  probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+  got = metrics.ece(jnp.log(jnp.asarray(probs)), jnp.asarray(labels))
+  assert float(got) == pytest.approx(_numpy_ece(probs, labels), abs=1e-5)
+  assert float(got) > 0.1  # random labels: an overconfident model
+
+
+def test_ece_of_a_calibrated_model_is_zero_and_of_a_sure_wrong_one_is_one():
+  # Confidence 0.75 in every bin member, right on 3 of 4 points: calibrated.
+  probs = np.array([[0.75, 0.25]] * 4)
+  labels = np.array([0, 0, 0, 1])
+  assert float(metrics.ece(jnp.log(probs), labels)) == pytest.approx(0.0,
+                                                                     abs=1e-6)
+  sure = np.array([[1.0 - 1e-7, 1e-7]] * 3)
+  assert float(metrics.ece(jnp.log(sure), np.array([1, 1, 1]))) == (
+      pytest.approx(1.0, abs=1e-5))

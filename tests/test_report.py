@@ -614,3 +614,57 @@ def test_every_registered_strategy_has_a_family():
               if name != families.BASELINE and
               families.family(name) == families.OTHER]
   assert not unmapped, f'add {unmapped} to jal.report.families.FAMILIES'
+
+
+def _add_diagnostics(workdir, eces, costs, counts, stopping_rounds):
+  """Adds the diagnostics' keys to a written run, and its stopping rounds."""
+  path = os.path.join(workdir, 'results.jsonl')
+  with open(path) as f:
+    records = [json.loads(line) for line in f]
+  for record, ece, cost, count in zip(records, eces, costs, counts):
+    record.update(test_ece=ece, cumulative_label_cost=cost,
+                  queried_class_counts=count)
+  with open(path, 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in records)
+  with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+    json.dump(dict(aubc=0.0, stopping=stopping_rounds), f)
+
+
+def test_stopping_and_diagnostics_sections(tmp_path):
+  accuracies = {0: [0.5, 0.7, 0.8, 0.85], 1: [0.4, 0.6, 0.7, 0.9]}
+  fired = {0: dict(budget=3, plateau=2, stabilizing_predictions=None),
+           1: dict(budget=3, plateau=1, stabilizing_predictions=None)}
+  for seed in (0, 1):
+    workdir = _write_run(tmp_path, 'digits', 'entropy', seed,
+                         accuracies[seed])
+    _add_diagnostics(workdir, [0.2, 0.1, 0.1, 0.05 + 0.05 * seed],
+                     [20.0, 60.0, 100.0, 140.0],
+                     [[3, 1], [9, 1], [4, 6], [0, 0]], fired[seed])
+  _write_run(tmp_path, 'digits', 'random', 0, [0.5, 0.6, 0.7, 0.8])
+  text = open(report.write(str(tmp_path))).read()
+  rows = {(r[0], r[1]): r[2:] for r in _table_rows(text, '### digits')}
+  # Plateau: rounds 2 and 1, 40 and 30 labels used of 50; accuracy there
+  # 0.8 and 0.6 against 0.85 and 0.9 at the whole budget.
+  assert rows[('entropy', 'plateau')] == [
+      '2/2', '1.5', '35', '15', '0.7000', '0.8750', '+0.1750']
+  assert rows[('entropy', 'budget')][:4] == ['2/2', '3.0', '50', '0']
+  assert rows[('entropy', 'stabilizing_predictions')] == ['0/2'] + ['—'] * 6
+  assert rows[('entropy', 'target_accuracy')][0] == '0/2'
+  assert not any(name == 'random' for name, _ in rows)  # predates stopping
+  calibration = {r[0]: r[1:] for r in _table_rows(
+      text, '## Calibration and queried classes')}
+  assert calibration['entropy'][0] == '0.0750 ± 0.0354'  # final ECE
+  # 16 of 24 queried labels were class 0.
+  assert calibration['entropy'][2] == f'{16 / 24:.3f}'
+  assert calibration['random'] == ['—', '—', '—']
+  assert 'cost_digits.png' not in text  # the random run has no costs
+
+
+def test_accuracy_against_cost_figure_when_labels_are_priced(tmp_path):
+  for strategy in ('entropy', 'random'):
+    workdir = _write_run(tmp_path, 'digits', strategy, 0, [0.5, 0.7, 0.8])
+    _add_diagnostics(workdir, [0.1] * 3, [25.0, 70.0, 90.0],
+                     [[1, 1], [2, 0], [0, 0]], dict(budget=2))
+  text = open(report.write(str(tmp_path))).read()
+  assert '![digits accuracy against cost](cost_digits.png)' in text
+  assert os.path.getsize(tmp_path / 'cost_digits.png') > 1000

@@ -34,6 +34,16 @@ def _assert_same_runs(vmapped_dirs, sequential_dirs, atol=1e-6):
             [sorted(r['selected']) for r in rb])
     np.testing.assert_allclose([r['test_accuracy'] for r in ra],
                                [r['test_accuracy'] for r in rb], atol=atol)
+    # The diagnostics: the same answers, costs and errors; ECE and the
+    # stop-set agreement up to float rounding (a point whose argmax ties).
+    for key in ('queried_class_counts', 'label_cost', 'cumulative_label_cost',
+                'num_label_errors', 'stopped_by'):
+      assert [r[key] for r in ra] == [r[key] for r in rb], key
+    np.testing.assert_allclose([r['test_ece'] for r in ra],
+                               [r['test_ece'] for r in rb], atol=1e-4)
+    np.testing.assert_allclose(
+        [r['stop_set_kappa'] or 0.0 for r in ra],
+        [r['stop_set_kappa'] or 0.0 for r in rb], atol=1e-2)
     summaries = []
     for workdir in (a, b):
       with open(os.path.join(workdir, loop.SUMMARY)) as f:
@@ -88,6 +98,27 @@ def test_vmapped_trials_equal_sequential_runs(sequential, tmp_path, strategy):
   _assert_same_runs(vmapped, sequential(strategy))
   first = [_records(d)[0]['selected'] for d in vmapped]
   assert first[0] != first[1]  # the seeds are distinct trials
+
+
+def test_vmapped_noisy_oracle_and_costs_equal_sequential_runs(tmp_path):
+  config = _config('random')
+  config.oracle_noise = 0.3
+  config.validation_size = 50
+  config.label_costs = [float(c + 1) for c in range(10)]
+  sequential_dirs = []
+  for seed in SEEDS:
+    config.seed = seed
+    sequential_dirs.append(str(tmp_path / f'seq{seed}'))
+    loop.run(config, sequential_dirs[-1])
+  vmapped = [str(tmp_path / f'vmap{s}') for s in SEEDS]
+  trials.run(config, SEEDS, vmapped)
+  _assert_same_runs(vmapped, sequential_dirs)
+  records = _records(vmapped[0])
+  assert sum(r['num_label_errors'] for r in records) > 0
+  np.testing.assert_allclose(
+      [r['validation_accuracy'] for r in records],
+      [r['validation_accuracy'] for r in _records(sequential_dirs[0])],
+      atol=1e-6)
 
 
 @pytest.mark.parametrize('stop_after', [

@@ -15,6 +15,8 @@ leave the process's pyplot backend (e.g. a notebook's inline one) alone.
   Figure 3).
 - `ablation_curves`: a grid of accuracy–budget curves, one panel per
   (epochs, query size) setting (DeepAL+ Figure 4).
+- `cost_curves`: accuracy against the cumulative label cost (a noisy or
+  priced oracle, `jal.oracle`).
 """
 
 import itertools
@@ -242,4 +244,28 @@ def ablation_curves(dataset: str,
         ax.legend(fontsize=5)
       else:
         ax.set_axis_off()
+  return fig
+
+
+def cost_curves(by_strategy: ByStrategy, title: str) -> mpl_figure.Figure:
+  """A task's test accuracy against the cumulative label cost.
+
+  Each strategy's curve is the mean over seeds of (cost, accuracy) at each
+  round: the cost of the labeled set that round's model trained on. Every
+  run must have recorded its costs (`Run.label_costs`).
+  """
+  fig = mpl_figure.Figure(figsize=(8, 5.5), dpi=110, layout='tight')
+  ax = fig.subplots()
+  colors = _colors(by_strategy)
+  for name, found in sorted(by_strategy.items()):
+    cost = np.mean([r.label_costs for r in found], axis=0)
+    accuracy = np.mean([r.accuracies for r in found], axis=0)
+    style = (RANDOM_STYLE if name == families.BASELINE else
+             dict(color=colors[name], lw=1.4))
+    ax.plot(cost, accuracy, marker='.', label=name, **style)
+  ax.set_xlabel('cumulative label cost')
+  ax.set_ylabel('test accuracy')
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2 if len(by_strategy) > 10 else 1)
   return fig

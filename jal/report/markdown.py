@@ -23,6 +23,12 @@ and writes the report with PNG figures beside it:
 - Mean training, test and query seconds per round per strategy.
 - With query-size or epoch axes: AUBC against each axis (DeepAL+ Figure 3)
   and a grid of accuracy–budget curves (Figure 4).
+- Diagnostics, where the records hold them: the test ECE and how
+  unevenly the queried labels spread over the classes; accuracy against
+  the cumulative label cost when labels are priced (`config.label_costs`).
+- Stopping criteria (`jal.stopping`), where `summary.json` holds them: for
+  each, the round at which it fired, the labels used and saved against the
+  whole budget, and the accuracy there against the full-budget accuracy.
 
 The numbers come from `jal.report.stats` and the figures from
 `jal.report.figures`; this module only lays them out.
@@ -40,6 +46,7 @@ import jal
 from jal import checkpoint
 from jal import errors
 from jal import full_training
+from jal import stopping
 from jal.data import catalog
 from jal.report import families
 from jal.report import figures
@@ -352,6 +359,98 @@ def _ablations(grouped: runs.Grouped, workdir: str) -> list[str]:
   return out
 
 
+def _largest_share(counts: Sequence[int]) -> float:
+  total = sum(counts)
+  return max(counts) / total if total else float('nan')
+
+
+def _diagnostics(grouped: runs.Grouped, names: Names,
+                 workdir: str) -> list[str]:
+  """ECE and queried-class balance per strategy; cost curves if priced."""
+  if not any(r.eces is not None for per in grouped.values()
+             for found in per.values() for r in found):
+    return []
+  out = ['', '## Calibration and queried classes', '',
+         'Test ECE (15 equal-width confidence bins) of the last round\'s '
+         'model and its mean over rounds, mean ± std over seeds; and the '
+         'largest class\'s share of all labels the strategy queried, mean '
+         'over seeds (1/C when it queried every class alike; — : records '
+         'predating these fields).', '']
+  rows = []
+  for name in _strategies(grouped):
+    row = [name]
+    for per in grouped.values():
+      found = [r for r in per.get(name, ()) if r.eces is not None]
+      counted = [r for r in per.get(name, ()) if r.queried_counts]
+      shares = [_largest_share(r.queried_counts) for r in counted]
+      row += [_mean_std_cell([r.eces[-1] for r in found], False, len(found))
+              if found else '—',
+              _mean_std_cell([np.mean(r.eces) for r in found], False,
+                             len(found)) if found else '—',
+              f'{np.mean(shares):.3f}' if counted else '—']
+    rows.append(row)
+  header = ['strategy'] + [f'{names[t]} {k}' for t in grouped
+                           for k in ('final ECE', 'mean ECE',
+                                     'largest class share')]
+  out += _table(header, rows)
+  for task, per in grouped.items():
+    priced = [r for found in per.values() for r in found]
+    if not all(r.label_costs is not None for r in priced) or all(
+        tuple(r.label_costs) == tuple(map(float, r.num_labeled))
+        for r in priced):
+      continue
+    out += ['', f'Accuracy against the cumulative label cost, {names[task]} '
+            '(mean over seeds of each round\'s cost and accuracy):', '',
+            _figure(figures.cost_curves(per, f'{names[task]}: accuracy '
+                                        'against label cost'),
+                    workdir, f'cost_{_slug(names[task])}.png',
+                    f'{names[task]} accuracy against cost'), '']
+  return out
+
+
+def _stopping(grouped: runs.Grouped, names: Names) -> list[str]:
+  """Each stopping criterion scored against the full-budget run."""
+  if not any(r.stopping for per in grouped.values()
+             for found in per.values() for r in found):
+    return []
+  out = ['', '## Stopping criteria', '',
+         'Each run went on to its whole budget; `jal.stopping` says at which '
+         'round each criterion would have stopped it (the model of that '
+         'round kept). Means over the seeds where it fired (fired: in how '
+         'many): the round, the labels used then, the labels saved against '
+         'the whole budget, the test accuracy there, and the accuracy given '
+         'up against the full-budget run (positive: lost). Target accuracy '
+         'and plateau read a validation set (`config.validation_size`), '
+         'stabilizing predictions a stop set of unlabeled pool points.', '']
+  for task, per in grouped.items():
+    rows = []
+    for name in _strategies(grouped):
+      found = [r for r in per.get(name, ()) if r.stopping]
+      if not found:
+        continue
+      for criterion in stopping.CRITERIA:
+        scores = [stopping.score(
+            [dict(round=i, num_labeled=n, test_accuracy=a)
+             for i, (n, a) in enumerate(zip(r.num_labeled, r.accuracies))],
+            {criterion: r.stopping.get(criterion)})[criterion]
+                  for r in found]
+        fired = [s for s in scores if s is not None]
+        row = [name, criterion, f'{len(fired)}/{len(found)}']
+        if fired:
+          row += [f'{np.mean([s[k] for s in fired]):{spec}}' for k, spec in (
+              ('round', '.1f'), ('num_labeled', '.0f'),
+              ('labels_saved', '.0f'), ('accuracy', '.4f'),
+              ('final_accuracy', '.4f'), ('accuracy_lost', '+.4f'))]
+        else:
+          row += ['—'] * 6
+        rows.append(row)
+    out += ['', f'### {names[task]}', ''] + _table(
+        ['strategy', 'criterion', 'fired', 'round', 'labels used',
+         'labels saved', 'accuracy there', 'full-budget accuracy',
+         'given up'], rows)
+  return out
+
+
 def jal_commit() -> str:
   """`git rev-parse --short HEAD` of the checkout jal is imported from.
 
@@ -517,6 +616,8 @@ def write(workdir: str, margin: float = stats.MARGIN) -> str:
   out += _gains(grouped, names, workdir)
   out += _timing(grouped, names)
   out += _ablations(grouped, workdir)
+  out += _diagnostics(grouped, names, workdir)
+  out += _stopping(grouped, names)
   path = os.path.join(workdir, REPORT)
   checkpoint.atomic_write(path, ('\n'.join(out) + '\n').encode())
   return path

@@ -15,6 +15,8 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 
+import numpy as np
+
 from jal import errors
 from jal import loop
 from jal import metrics
@@ -40,6 +42,14 @@ class Run:
   # The cell's stored experiment config (`config.json`); None if absent.
   config: Mapping | None = dataclasses.field(default=None, compare=False,
                                              repr=False)
+  # Diagnostics; None: records predating them. Test ECE per round; the
+  # cost of the labeled set each round's model trained on; the queried
+  # labels' class histogram [C] summed over rounds.
+  eces: tuple[float, ...] | None = None
+  label_costs: tuple[float, ...] | None = None
+  queried_counts: tuple[int, ...] | None = None
+  # {stopping criterion: first firing round or None} (`summary.json`).
+  stopping: Mapping | None = dataclasses.field(default=None, compare=False)
 
   @property
   def task(self) -> Task:
@@ -159,6 +169,22 @@ def read_records(directory: str) -> list[dict]:
   return records
 
 
+def _numbers(records: list[dict], key: str) -> tuple | None:
+  """The records' `key` column, or None unless every record has a number."""
+  if not all(isinstance(r.get(key), (int, float)) and
+             not isinstance(r.get(key), bool) for r in records):
+    return None
+  return _column(records, key)
+
+
+def _queried_counts(records: list[dict]) -> tuple[int, ...] | None:
+  counts = [r.get('queried_class_counts') for r in records]
+  if not all(isinstance(c, list) for c in counts) or len(
+      {len(c) for c in counts}) != 1:
+    return None
+  return tuple(int(v) for v in np.sum(counts, axis=0))
+
+
 def read_run(cell: study.Cell, directory: str) -> Run:
   """The run of `cell` from its finished work directory."""
   records = read_records(directory)
@@ -168,6 +194,10 @@ def read_run(cell: study.Cell, directory: str) -> Run:
   config_path = os.path.join(directory, loop.CONFIG)
   config = (_read_json(config_path) if os.path.exists(config_path)
             else None)
+  summary_path = os.path.join(directory, loop.SUMMARY)
+  summary = (_read_json(summary_path) if os.path.exists(summary_path)
+             else None)
+  stopping = summary.get('stopping') if isinstance(summary, dict) else None
   return Run(cell=cell, num_labeled=_column(records, 'num_labeled'),
              accuracies=_column(records, 'test_accuracy'),
              train_seconds=_column(records, 'train_seconds'),
@@ -177,7 +207,11 @@ def read_run(cell: study.Cell, directory: str) -> Run:
              vmapped=os.path.exists(os.path.join(directory, trials.TRIALS)),
              balanced_accuracies=(_column(records, 'test_balanced_accuracy')
                                   if balanced else None),
-             config=config if isinstance(config, dict) else None)
+             config=config if isinstance(config, dict) else None,
+             eces=_numbers(records, 'test_ece'),
+             label_costs=_numbers(records, 'cumulative_label_cost'),
+             queried_counts=_queried_counts(records),
+             stopping=stopping if isinstance(stopping, dict) else None)
 
 
 def load_runs(workdir: str) -> tuple[list[Run], list[str]]:
