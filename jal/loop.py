@@ -141,6 +141,13 @@ def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset,
         'a channel axis (images[..., None]) or pass your own model.')
   exp = rounds.make_experiment(config, dataset.pool_images.shape[1:],
                                dataset.num_classes, model, strategy)
+  data = make_data(config, dataset)
+  return exp, data
+
+
+def make_data(config, dataset: data_lib.Dataset) -> Data:
+  """The experiment's arrays: pool, test, the validation examples held out
+  of the test set (`config.validation_size`) and the stop set's indices."""
   test_images = jnp.asarray(dataset.test_images)
   test_labels = jnp.asarray(dataset.test_labels, jnp.int32)
   validation_images = validation_labels = stop_indices = None
@@ -154,11 +161,10 @@ def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset,
   if config.stopping.stop_set_size:
     stop_indices = rounds.stop_set_indices(dataset.pool_labels.shape[0],
                                            config.stopping.stop_set_size)
-  data = Data(jnp.asarray(dataset.pool_images),
+  return Data(jnp.asarray(dataset.pool_images),
               jnp.asarray(dataset.pool_labels, jnp.int32),
               test_images, test_labels, validation_images, validation_labels,
               stop_indices)
-  return exp, data
 
 
 _ORACLE_STREAM = 0x0AC1E

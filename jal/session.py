@@ -49,8 +49,10 @@ from jal import config as config_lib
 from jal import errors
 from jal import loop
 from jal import models
+from jal import oracle as oracles
 from jal import predict
 from jal import rounds
+from jal import stopping
 from jal import workdir as workdir_lib
 from jal.data import local
 
@@ -131,6 +133,8 @@ class Campaign:
     self._open = open_batch
     self.records = records
     self._fns = loop.RoundFns(exp)
+    self._costs = oracles.label_costs(config.label_costs, len(pool.ids),
+                                      exp.num_classes)
     self._scores = jax.jit(functools.partial(_acquisition_scores, exp))
     self._query_n = jax.jit(functools.partial(rounds.query_round, exp),
                             static_argnums=3)
@@ -155,10 +159,12 @@ class Campaign:
           "'mlp' on features, or your own model.")
     exp = rounds.make_experiment(config, pool_images.shape[1:], num_classes,
                                  model, strategy)
-    data = rounds.Data(
-        jnp.asarray(pool_images), jnp.asarray(labels),
-        jnp.asarray(dataset.test_images), jnp.asarray(dataset.test_labels))
-    return exp, data
+    if config.validation_size and (test is None or config.validation_size >=
+                                   dataset.test_labels.shape[0]):
+      raise errors.ConfigError(
+          f'config.validation_size = {config.validation_size} needs a '
+          'held-out labeled set with more items than that (--test_images).')
+    return exp, loop.make_data(config, dataset)
 
   @staticmethod
   def _templates(exp, data, state):
@@ -338,6 +344,13 @@ class Campaign:
                   test_accuracy=accuracy, test_balanced_accuracy=balanced,
                   train_seconds=train_seconds, selected=[],
                   selected_ids=[])
+    record.update(loop.diagnostics_record(
+        self._exp.num_classes, state, self._fns.diagnostics(self._data,
+                                                            trained),
+        [], [], costs=self._costs,
+        previous=self.records[-1] if self.records else None))
+    if self.test is None:
+      record['test_ece'] = None
     self._trained = trained
     self.records.append(record)
     return record
@@ -471,8 +484,13 @@ class Campaign:
   def _finish_batch(self, batch: Batch) -> dict:
     """Reveals a fully answered batch, retrains and records the round."""
     indices = batch.indices
-    told = jnp.asarray(np.asarray(self._open.answers)[indices], jnp.int32)
-    if self.records:
+    answers = np.asarray(self._open.answers)[indices]
+    told = jnp.asarray(answers, jnp.int32)
+    if self.records:  # the batch the last model asked for
+      self.records[-1].update(
+          queried_class_counts=np.bincount(
+              answers, minlength=self._exp.num_classes).tolist(),
+          label_cost=oracles.batch_cost(self._costs, indices, answers))
       self._state = self._fns.reveal(self._state, jnp.asarray(indices), told,
                                      self._open.strategy_state, self._trained)
     else:  # the initial set
@@ -502,5 +520,7 @@ class Campaign:
         open_batch=None if batch is None else dict(
             size=len(batch.ids), answered=len(batch.answered)),
         test_accuracy=last.get('test_accuracy'),
+        validation_accuracy=last.get('validation_accuracy'),
+        stopping=stopping.evaluate(self.records, config),
         accuracy_curve=[(r['num_labeled'], r['test_accuracy'])
                         for r in self.records])

@@ -68,8 +68,12 @@ def test_campaign_with_restarts_equals_simulated_loop(pools, tmp_path):
   simulated = _simulated(config, pool, test, truth, str(tmp_path / 'sim'))
   assert [r['selected'] for r in campaign.records] == [
       r['selected'] for r in simulated]
-  assert [r['test_accuracy'] for r in campaign.records] == [
-      r['test_accuracy'] for r in simulated]
+  for key in ('test_accuracy', 'test_ece', 'stop_set_kappa',
+              'queried_class_counts', 'label_cost', 'cumulative_label_cost'):
+    assert [r[key] for r in campaign.records] == [
+        r[key] for r in simulated], key
+  assert campaign.status()['stopping'] == json.load(open(
+      os.path.join(tmp_path, 'sim', 'summary.json')))['stopping']
   assert campaign.records[1]['selected_ids'] == [
       pool.ids[i] for i in simulated[1]['selected']]
   labels = campaign.labels
