@@ -15,6 +15,7 @@ import os
 import ml_collections
 
 from jal import checkpoint
+from jal import config as config_lib
 from jal import errors
 from jal import metrics
 from jal import stopping
@@ -34,11 +35,19 @@ def fingerprint(config_text: str) -> str:
   return hashlib.sha256(config_text.encode()).hexdigest()[:16]
 
 
-def _differences(old, new, prefix=''):
-  """Dotted names of the fields whose values differ."""
+def _differences(old, new, prefix='', defaults=None):
+  """Dotted names of the fields whose values differ.
+
+  With `defaults` (a config as JSON), a field `old` lacks counts as equal
+  when `new` holds its default: `old` was written before the field existed.
+  """
   if isinstance(old, dict) and isinstance(new, dict):
+    defaults = defaults if isinstance(defaults, dict) else None
     return [d for k in sorted(set(old) | set(new))
-            for d in _differences(old.get(k), new.get(k), f'{prefix}{k}.')]
+            if not (defaults is not None and k not in old and k in defaults
+                    and new.get(k) == defaults[k])
+            for d in _differences(old.get(k), new.get(k), f'{prefix}{k}.',
+                                  defaults and defaults.get(k))]
   return [] if old == new else [prefix.rstrip('.')]
 
 
@@ -98,7 +107,8 @@ def check_stored(workdir: str, config: ml_collections.ConfigDict) -> None:
 
   Compares `config.json` (written when the run started) and the config in
   `summary.json` (what a finished run reports) with `config`, so that a
-  finished run is reused only for the experiment it ran.
+  finished run is reused only for the experiment it ran. Fields added to jal
+  after a run was stored count as equal when `config` holds their defaults.
 
   Raises:
     CheckpointError: either file holds another config or cannot be read.
@@ -111,7 +121,8 @@ def check_stored(workdir: str, config: ml_collections.ConfigDict) -> None:
     stored = _read_json(path, workdir)
     if name == SUMMARY and isinstance(stored, dict):
       stored = stored.get('config')
-    changed = (_differences(stored, wanted) if isinstance(stored, dict)
+    changed = (_differences(stored, wanted, defaults=json.loads(config_json(
+        config_lib.default()))) if isinstance(stored, dict)
                else ['(no config stored)'])
     if changed:
       raise errors.CheckpointError(
