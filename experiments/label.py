@@ -139,14 +139,6 @@ def _print_batch(batch: session.Batch) -> None:
     print(f'  {item}  score {score:.4f}  predicted {prediction or "-"}')
 
 
-def _items(campaign: session.Campaign, batch: session.Batch):
-  paths = campaign.pool.paths
-  return [annotate.BatchItem(item, None if paths is None else paths[index],
-                             float(score), prediction)
-          for item, index, score, prediction in zip(
-              batch.ids, batch.indices, batch.scores, batch.predictions)]
-
-
 def _print_record(record: dict | None, campaign: session.Campaign) -> None:
   if record is None:
     batch = campaign.open_batch()
@@ -180,7 +172,7 @@ def ask(workdir: str) -> None:
   campaign = _open(workdir)
   batch = campaign.ask(_N.value)
   if _OUT.value:
-    items = _items(campaign, batch)
+    items = campaign.items(batch)
     if _OUT.value.endswith('.json'):
       tasks = annotate.label_studio_tasks(items, campaign.pool.class_names,
                                           image_root=_IMAGE_ROOT.value)
@@ -239,7 +231,7 @@ def status(workdir: str) -> None:
 def label(workdir: str) -> None:
   campaign = _open(workdir)
   batch = campaign.ask(_N.value)
-  remaining = [item for item in _items(campaign, batch)
+  remaining = [item for item in campaign.items(batch)
                if item.id not in batch.answered]
   images = campaign.pool.images
   answers = labelers.terminal(

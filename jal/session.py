@@ -44,6 +44,7 @@ import ml_collections
 import numpy as np
 
 from jal import acquisition
+from jal import annotate
 from jal import checkpoint
 from jal import config as config_lib
 from jal import errors
@@ -387,6 +388,14 @@ class Campaign:
                           for p in predicted),
         confidences=np.asarray(self._open.confidences)[indices],
         answered=tuple(self.pool.ids[i] for i in indices if answers[i] >= 0))
+
+  def items(self, batch: Batch) -> list[annotate.BatchItem]:
+    """The batch's items for a batch file, Label Studio or a labeler."""
+    paths = self.pool.paths
+    return [annotate.BatchItem(item, None if paths is None else paths[index],
+                               float(score), prediction)
+            for item, index, score, prediction in zip(
+                batch.ids, batch.indices, batch.scores, batch.predictions)]
 
   def ask(self, n: int | None = None) -> Batch:
     """The open batch if there is one, else the strategy's next `n` points.
