@@ -18,6 +18,7 @@ from jal import errors
 from jal import loop
 from jal import rounds
 from jal import stopping
+from tests import resume
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -242,14 +243,7 @@ def test_stateful_strategy_resumes_exactly(tiny_config, tmp_path, strategy):
     tiny_config.hparams.cluster_margin.hac_sample = 100
   loop.run(tiny_config, str(tmp_path / 'whole'), **kwargs)
 
-  def crash_after_round_1(record):
-    if record['round'] == 1:
-      raise KeyboardInterrupt
-
-  with pytest.raises(KeyboardInterrupt):
-    loop.run(tiny_config, str(tmp_path / 'resumed'),
-             on_round=crash_after_round_1, **kwargs)
-  loop.run(tiny_config, str(tmp_path / 'resumed'), **kwargs)
+  resume.run_interrupted(tiny_config, str(tmp_path / 'resumed'), **kwargs)
   assert (_without_timings(_records(tmp_path / 'resumed')) ==
           _without_timings(_records(tmp_path / 'whole')))
 
@@ -305,14 +299,7 @@ def test_records_carry_diagnostics_costs_and_stopping_and_resume_exactly(
                                records[1]['stop_set_predictions'], 10)
   assert records[1]['stop_set_kappa'] == pytest.approx(kappa)
 
-  def crash_after_round_1(record):
-    if record['round'] == 1:
-      raise KeyboardInterrupt
-
-  with pytest.raises(KeyboardInterrupt):
-    loop.run(tiny_config, str(tmp_path / 'resumed'),
-             on_round=crash_after_round_1)
-  loop.run(tiny_config, str(tmp_path / 'resumed'))
+  resume.run_interrupted(tiny_config, str(tmp_path / 'resumed'))
   assert (_without_timings(_records(tmp_path / 'resumed')) ==
           _without_timings(records))
 

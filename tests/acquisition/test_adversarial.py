@@ -16,6 +16,7 @@ from jal import loop
 from jal import rounds
 from jal import train
 from jal.acquisition import adversarial
+from tests import resume
 from tests.synthetic import make_blobs_dataset
 
 
@@ -277,12 +278,5 @@ def test_augmented_deepfool_resumes_exactly(tiny_config, tmp_path):
   records = _records(tmp_path / 'whole')
   assert len(set(sum((r['selected'] for r in records), []))) == 20
 
-  def crash_after_round_1(record):
-    if record['round'] == 1:
-      raise KeyboardInterrupt
-
-  with pytest.raises(KeyboardInterrupt):
-    loop.run(tiny_config, str(tmp_path / 'resumed'),
-             on_round=crash_after_round_1)
-  loop.run(tiny_config, str(tmp_path / 'resumed'))
+  resume.run_interrupted(tiny_config, str(tmp_path / 'resumed'))
   assert _records(tmp_path / 'resumed') == records

@@ -14,6 +14,7 @@ from jal import acquisition
 from jal import loop
 from jal import rounds
 from jal.acquisition import ceal
+from tests import resume
 from tests.synthetic import make_blobs_dataset
 
 
@@ -193,12 +194,6 @@ def test_ceal_run_resumes_exactly_after_a_crash(ceal_config, tmp_path):
   dataset = make_blobs_dataset(num_pool=120)
   loop.run(ceal_config, str(tmp_path / 'whole'), dataset=dataset)
 
-  def crash_after_round_1(record):
-    if record['round'] == 1:
-      raise KeyboardInterrupt
-
-  with pytest.raises(KeyboardInterrupt):
-    loop.run(ceal_config, str(tmp_path / 'resumed'), dataset=dataset,
-             on_round=crash_after_round_1)
-  loop.run(ceal_config, str(tmp_path / 'resumed'), dataset=dataset)
+  resume.run_interrupted(ceal_config, str(tmp_path / 'resumed'),
+                         dataset=dataset)
   assert _records(tmp_path / 'resumed') == _records(tmp_path / 'whole')
