@@ -213,11 +213,6 @@ class Campaign:
           f'{workdir} already holds a campaign; open it (label.py ask/tell/'
           'status), or pick a new --workdir to start another.')
     config_text = workdir_lib.open_workdir(config, workdir)
-    checkpoint.atomic_write(os.path.join(workdir, CAMPAIGN), json.dumps(dict(
-        num_items=len(pool.ids), ids_digest=_ids_digest(pool.ids),
-        class_names=list(pool.class_names),
-        test_ids_digest=None if test is None else _ids_digest(test.ids)),
-        indent=2).encode())
     state = loop.init_state(exp, data, None)
     trained, open_batch = cls._templates(exp, data, state)
     known = np.asarray(pool.labels) >= 0
@@ -235,6 +230,12 @@ class Campaign:
       campaign._open_batch(initial, np.full(initial.shape, np.nan),
                            None, state.strategy_state)
     campaign._save()
+    # Written last: a creation that stops before this point can be rerun.
+    checkpoint.atomic_write(os.path.join(workdir, CAMPAIGN), json.dumps(dict(
+        num_items=len(pool.ids), ids_digest=_ids_digest(pool.ids),
+        class_names=list(pool.class_names),
+        test_ids_digest=None if test is None else _ids_digest(test.ids)),
+        indent=2).encode())
     return campaign
 
   @classmethod

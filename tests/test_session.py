@@ -153,3 +153,25 @@ def test_open_refuses_another_pool(pools, tmp_path):
     session.Campaign.create(workdir, _config(), pool, test)
   with pytest.raises(errors.CheckpointError, match='holds no campaign'):
     session.Campaign.open(str(tmp_path / 'none'), pool, test)
+
+
+def test_creation_stopped_before_its_end_can_be_rerun(pools, tmp_path,
+                                                      monkeypatch):
+  pool, test, truth = pools
+  labels = np.full(len(pool.ids), -1, np.int32)
+  labels[:30] = truth[:30]
+  workdir = str(tmp_path / 'c')
+
+  def crash(self):
+    raise KeyboardInterrupt
+
+  with monkeypatch.context() as patch:
+    patch.setattr(session.Campaign, '_train_and_record', crash)
+    with pytest.raises(KeyboardInterrupt):
+      session.Campaign.create(workdir, _config(), pool._replace(labels=labels),
+                              test)
+  with pytest.raises(errors.CheckpointError, match='holds no campaign'):
+    session.Campaign.open(workdir, pool._replace(labels=labels), test)
+  campaign = session.Campaign.create(workdir, _config(),
+                                     pool._replace(labels=labels), test)
+  assert campaign.records[0]['num_labeled'] == 30
