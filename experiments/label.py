@@ -152,12 +152,12 @@ def _print_record(record: dict | None, campaign: session.Campaign) -> None:
 
 
 def create(workdir: str) -> None:
-  spec = _source_spec()
-  pool, test = _load_pools(spec)
   if os.path.exists(os.path.join(workdir, session.CAMPAIGN)):
     raise errors.CheckpointError(
         f'{workdir} already holds a campaign; go on with ask/tell/status, or '
         'pick a new --workdir.')
+  spec = _source_spec()
+  pool, test = _load_pools(spec)
   os.makedirs(workdir, exist_ok=True)
   checkpoint.atomic_write(os.path.join(workdir, SOURCE),
                           json.dumps(spec, indent=2).encode())

@@ -405,16 +405,20 @@ class Campaign:
       n: the batch size (default `config.query_size`); ignored while a batch
         is open.
     """
+    unlabeled = int(np.sum(~np.asarray(self._state.labeled_mask)))
+    if n is not None and (not isinstance(n, (int, np.integer)) or
+                          isinstance(n, bool) or n < 1):
+      raise errors.ConfigError(
+          f'ask(n={n!r}): n must be a positive int (at most {unlabeled}, the '
+          'unlabeled items left).')
     pending = self.open_batch()
     if pending is not None:
       return pending
     n = self.config.query_size if n is None else n
-    unlabeled = int(np.sum(~np.asarray(self._state.labeled_mask)))
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not (
-        1 <= n <= unlabeled):
+    if n > unlabeled:
       raise errors.ConfigError(
-          f'ask(n={n!r}): n must be an int in [1, {unlabeled}], the number of '
-          'unlabeled items left.')
+          f'ask(n={n}): only {unlabeled} items are left unlabeled; ask for '
+          'at most that many.')
     start = time.perf_counter()
     selected, strategy_state = self._query_n(
         self._data, self._trained, self._state, int(n))
