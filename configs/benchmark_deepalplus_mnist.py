@@ -24,6 +24,13 @@ with its paper's defaults; DeepAL+'s code departures are hyperparameters
 (e.g. `--config.base.hparams.ceal.delta=5e-5
 --config.base.hparams.ceal.decay=cumulative`).
 
+VAAL's and SRAAL's conv VAEs trained for 30 epochs over the pool at every
+query take over 12 minutes a query on a 2-core CPU; the CPU study ran them
+with `--config.base.hparams.vaal.architecture=mlp
+--config.base.hparams.vaal.num_epochs=5` (the same for sraal). WAAL's lead
+is a matter of training steps: `--config.base.hparams.waal.epoch_mode=labeled`
+trains it for as many steps as the others (its step-matched ablation).
+
   JAL_DATA_DIR=../shared/datasets python experiments/benchmark.py \
       --config=configs/benchmark_deepalplus_mnist.py --workdir=/tmp/dalp
   JAL_DATA_DIR=../shared/datasets python experiments/full_training.py \
