@@ -49,6 +49,10 @@ def default() -> ml_collections.ConfigDict:
   # epoch) and training stops after this many epochs in a row without
   # improvement; num_epochs is then the most. 0: off.
   config.early_stopping_patience = 0
+  # 0: an epoch is one pass over the training rows; > 0: an epoch takes at
+  # least this many rows, cycling its shuffled order of the training rows
+  # (BatchBALD's code: 5056 an epoch, whatever the labeled set's size).
+  config.epoch_samples = 0
   config.warm_start = False  # else a fresh model every round
   config.train_loop = 'auto'  # 'python' | 'jit' | 'auto' (jit off CPU)
   config.eval_chunk = 1000
@@ -250,6 +254,11 @@ def validate(config) -> None:
   _require(config.initial_strategy == 'random' or not config.initial_per_class,
            f'config.initial_strategy {config.initial_strategy!r} chooses the '
            'initial set without labels; set config.initial_per_class = 0.')
+  _require(isinstance(config.epoch_samples, int) and
+           not isinstance(config.epoch_samples, bool) and
+           config.epoch_samples >= 0,
+           'config.epoch_samples must be an integer >= 0 (0: an epoch is one '
+           f'pass over the training rows), got {config.epoch_samples!r}.')
   patience = config.early_stopping_patience
   _require(isinstance(patience, int) and not isinstance(patience, bool) and
            patience >= 0,

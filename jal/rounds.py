@@ -154,7 +154,7 @@ def make_experiment(config: ml_collections.ConfigDict,
       augment=data_lib.random_crop_flip if config.augment else None,
       in_jit_loop=in_jit_loop, objective=objective,
       early_stopping_patience=config.early_stopping_patience,
-      eval_chunk=config.eval_chunk)
+      eval_chunk=config.eval_chunk, epoch_samples=config.epoch_samples)
   return Experiment(
       config=config, model=model, input_shape=tuple(input_shape),
       num_classes=num_classes,

@@ -259,13 +259,18 @@ class Trainer:
       stopping on the validation set given to `fit` (see the module
       docstring), `num_epochs` being the most.
     eval_chunk: rows per forward pass when scoring the validation set.
+    epoch_samples: 0: an epoch is one pass over the training rows; E > 0:
+      an epoch takes at least E positions, cycling the epoch's shuffled
+      order of the training rows (a fixed-length epoch, as BatchBALD's
+      code draws 5056 samples an epoch whatever the labeled set's size).
   """
 
   def __init__(self, model: models.Model, tx: optax.GradientTransformation,
                *, batch_size: int, augment: Augment | None = None,
                in_jit_loop: bool | None = None,
                objective: Objective | None = None,
-               early_stopping_patience: int = 0, eval_chunk: int = 1000):
+               early_stopping_patience: int = 0, eval_chunk: int = 1000,
+               epoch_samples: int = 0):
     self.model = model
     self.tx = tx
     self.batch_size = batch_size
@@ -276,6 +281,7 @@ class Trainer:
     self.objective = objective
     self.early_stopping_patience = early_stopping_patience
     self.eval_chunk = eval_chunk
+    self.epoch_samples = epoch_samples
     self._jit_step = jax.jit(self._epoch_step)
     self._jit_after_epoch = jax.jit(self._after_epoch)
     self._jit_order = jax.jit(self._orders)
@@ -307,6 +313,10 @@ class Trainer:
     epoch_rows = num_train
     if self.objective is not None and self.objective.epoch_covers_unlabeled:
       epoch_rows = jnp.maximum(num_train, num_unlabeled)
+    if self.epoch_samples:
+      epoch_rows = jnp.where(num_train > 0,
+                             jnp.maximum(epoch_rows, self.epoch_samples),
+                             epoch_rows)
     return num_train, num_unlabeled, epoch_rows
 
   def _step(self, state: TrainState, key: jax.Array, images: jax.Array,

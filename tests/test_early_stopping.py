@@ -188,3 +188,16 @@ def test_without_early_stopping_the_records_say_num_epochs():
   record = loop.diagnostics_record(exp.num_classes, state, diagnostics, [],
                                    [])
   assert record['best_epoch'] == record['epochs_run'] == 7
+
+
+def test_epoch_samples_fix_the_length_of_an_epoch():
+  model, variables, images, rows, validation = _setup()
+  trainer = train.Trainer(model, train.make_optimizer('adam', LEARNING_RATE),
+                          batch_size=16, in_jit_loop=False, epoch_samples=100)
+  state = trainer.fit(jax.random.key(1), variables, images, rows, 2,
+                      validation)
+  assert int(state.step) == 2 * 7  # ceil(100 / 16) steps, 30 rows cycled
+  config = config_lib.default()
+  config.epoch_samples = -1
+  with pytest.raises(errors.ConfigError, match='epoch_samples must be'):
+    config_lib.validate(config)
