@@ -24,9 +24,11 @@ is scored by its number of correct predictions on a labeled validation set;
 the state of the best epoch so far is kept (ties keep the earlier epoch) and
 training ends after P epochs in a row without a strict improvement, or after
 `num_epochs`. The epochs run as a `lax.while_loop` (inside jit) or a Python
-loop over the same jitted update (outside), so both stop at the same epoch,
-and a vmapped batch of seeds runs until its last seed stops, each seed's
-state frozen from its own stop on.
+loop over the same jitted update (outside), so both stop at the same epoch
+(their parameters agree up to float rounding, as without early stopping);
+a vmapped batch of seeds runs until its last seed stops, each seed's state
+frozen from its own stop on. The epoch kept and the epochs run are
+returned in `TrainState.best_epoch` and `TrainState.epochs_run`.
 
 `fit_on_mask` is the same minibatch machinery for any loss, for strategies
 that train their own networks at query time.
