@@ -13,8 +13,11 @@ from jal import errors
 from jal import loop
 from jal import models
 from jal import rounds
+from jal import session
 from jal import train
 from jal import trials
+from jal.data import digits
+from jal.data import local
 from tests.synthetic import make_blobs_dataset
 
 # Adam at 3e-4 on the blobs: the validation accuracy climbs for a few epochs
@@ -201,3 +204,33 @@ def test_epoch_samples_fix_the_length_of_an_epoch():
   config.epoch_samples = -1
   with pytest.raises(errors.ConfigError, match='epoch_samples must be'):
     config_lib.validate(config)
+
+
+def test_a_campaign_with_early_stopping_records_and_resumes(tmp_path):
+  splits = digits.load_splits(0)
+  n, names = 200, tuple(str(c) for c in range(10))
+  pool = local.LocalPool(splits.train_images[:n],
+                         tuple(f'u/{i}.png' for i in range(n)),
+                         np.full(n, -1, np.int32), names, None)
+  test = local.LocalPool(splits.test_images[:150],
+                         tuple(f't/{i}.png' for i in range(150)),
+                         splits.test_labels[:150].astype(np.int32), names,
+                         None)
+  config = config_lib.default()
+  config.num_epochs = 6
+  config.initial_size = 20
+  config.query_size = 10
+  config.num_rounds = 1
+  config.validation_size = 50
+  config.early_stopping_patience = 1
+  workdir = str(tmp_path / 'campaign')
+  session.Campaign.create(workdir, config, pool, test)
+  # Reopened from its checkpoint (the trained model's tree included).
+  campaign = session.Campaign.open(workdir, pool, test)
+  batch = campaign.ask()
+  truth = splits.train_labels[:n]
+  campaign.tell(batch.ids, [int(truth[i]) for i in batch.indices])
+  records = session.Campaign.open(workdir, pool, test).records
+  assert len(records) == 2
+  for record in records:
+    assert 1 <= record['best_epoch'] <= record['epochs_run'] <= 6
