@@ -43,6 +43,16 @@ def default() -> ml_collections.ConfigDict:
   config.batch_size = 32
   config.num_epochs = 30
   config.augment = False  # random crop (padding 4) and horizontal flip
+  # > 0: early stopping (Kirsch et al. 2019's code): after every epoch the
+  # model is scored on the validation set (config.validation_size > 0),
+  # the best epoch's model is kept (validation accuracy, ties: the earlier
+  # epoch) and training stops after this many epochs in a row without
+  # improvement; num_epochs is then the most. 0: off.
+  config.early_stopping_patience = 0
+  # 0: an epoch is one pass over the training rows; > 0: an epoch takes at
+  # least this many rows, cycling its shuffled order of the training rows
+  # (BatchBALD's code: 5056 an epoch, whatever the labeled set's size).
+  config.epoch_samples = 0
   config.warm_start = False  # else a fresh model every round
   config.train_loop = 'auto'  # 'python' | 'jit' | 'auto' (jit off CPU)
   config.eval_chunk = 1000
@@ -244,6 +254,22 @@ def validate(config) -> None:
   _require(config.initial_strategy == 'random' or not config.initial_per_class,
            f'config.initial_strategy {config.initial_strategy!r} chooses the '
            'initial set without labels; set config.initial_per_class = 0.')
+  _require(isinstance(config.epoch_samples, int) and
+           not isinstance(config.epoch_samples, bool) and
+           config.epoch_samples >= 0,
+           'config.epoch_samples must be an integer >= 0 (0: an epoch is one '
+           f'pass over the training rows), got {config.epoch_samples!r}.')
+  patience = config.early_stopping_patience
+  _require(isinstance(patience, int) and not isinstance(patience, bool) and
+           patience >= 0,
+           'config.early_stopping_patience must be an integer >= 0 (epochs '
+           f'without improvement; 0: off), got {patience!r}.')
+  _require(not patience or config.validation_size > 0,
+           f'config.early_stopping_patience = {patience} scores every epoch '
+           'on a validation set, but config.validation_size = '
+           f'{config.validation_size}: set config.validation_size > 0 '
+           '(labeled test examples held out for it) or '
+           'config.early_stopping_patience = 0.')
   _require(config.train_loop in ('auto', 'python', 'jit'),
            "config.train_loop must be 'auto', 'python' or 'jit', got "
            f'{config.train_loop!r}.')

@@ -373,7 +373,10 @@ def diagnostics_record(num_classes: int, state: ALState,
     cumulative_label_cost of the labeled set the round's model trained on;
     num_label_errors (answers that differ from the ground truth; None where
     it is unknown); stop_set_predictions [S]; stop_set_kappa (Cohen's kappa
-    against the previous round's, None in round 0 or without a stop set).
+    against the previous round's, None in round 0 or without a stop set);
+    best_epoch and epochs_run (the epochs the round's model was trained for
+    and the epochs run: both `config.num_epochs` without early stopping;
+    lists, one per member, for an ensemble).
   """
   if costs is None:
     costs = oracles.Costs(None, np.ones(num_classes))
@@ -403,7 +406,9 @@ def diagnostics_record(num_classes: int, state: ALState,
           costs, labeled, np.asarray(state.labels)[labeled]),
       num_label_errors=errors_,
       stop_set_predictions=stop_predictions,
-      stop_set_kappa=kappa)
+      stop_set_kappa=kappa,
+      best_epoch=np.asarray(diagnostics.best_epoch).tolist(),
+      epochs_run=np.asarray(diagnostics.epochs_run).tolist())
 
 
 def step(fns: RoundFns, data: Data, state: ALState,

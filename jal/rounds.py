@@ -84,10 +84,24 @@ class ALState(NamedTuple):
   variables: Any = ()
 
 
+class Epochs(NamedTuple):
+  """What early stopping did: [] int32 each ([M] for an ensemble).
+
+  Attributes:
+    best_epoch: epochs the kept model was trained for.
+    epochs_run: epochs trained before stopping.
+  """
+  best_epoch: jax.Array
+  epochs_run: jax.Array
+
+
 class Trained(NamedTuple):
-  """A round's trained model(s): variables and the objective's parameters."""
+  """A round's trained model(s): variables and the objective's parameters,
+  and with early stopping (`config.early_stopping_patience`) its `Epochs`
+  (else `()`)."""
   variables: Any
   aux_params: Any
+  epochs: Any = ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -138,7 +152,9 @@ def make_experiment(config: ml_collections.ConfigDict,
   trainer = train.Trainer(
       model, tx, batch_size=config.batch_size,
       augment=data_lib.random_crop_flip if config.augment else None,
-      in_jit_loop=in_jit_loop, objective=objective)
+      in_jit_loop=in_jit_loop, objective=objective,
+      early_stopping_patience=config.early_stopping_patience,
+      eval_chunk=config.eval_chunk, epoch_samples=config.epoch_samples)
   return Experiment(
       config=config, model=model, input_shape=tuple(input_shape),
       num_classes=num_classes,
@@ -182,13 +198,33 @@ def train_round(exp: Experiment, data: Data, state: ALState) -> Trained:
   variables = (state.variables if config.warm_start
                else initial_variables(exp, init_key))
   rows = train_set(exp, state)
+  validation = None
+  if config.early_stopping_patience:
+    validation = (data.validation_images, data.validation_labels)
 
   def fit_one(key, variables):
     trained = exp.trainer.fit(key, variables, data.pool_images, rows,
-                              config.num_epochs)
-    return Trained(trained.variables, trained.aux_params)
+                              config.num_epochs, validation)
+    epochs = ()
+    if config.early_stopping_patience:
+      epochs = Epochs(trained.best_epoch, trained.epochs_run)
+    return Trained(trained.variables, trained.aux_params, epochs)
 
   return exp.posterior.fit(fit_one, train_key, variables)
+
+
+def untrained(exp: Experiment, data: Data, key: jax.Array) -> Trained:
+  """Freshly initialised `Trained`, shaped as `train_round`'s (a template for
+  shapes and checkpoints)."""
+
+  def fit_one(key, variables):
+    epochs = ()
+    if exp.config.early_stopping_patience:
+      epochs = Epochs(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    return Trained(variables, exp.trainer.init_state(
+        key, variables, data.pool_images).aux_params, epochs)
+
+  return exp.posterior.fit(fit_one, key, initial_variables(exp, key))
 
 
 def all_finite(tree) -> jax.Array:
@@ -228,10 +264,17 @@ class Diagnostics(NamedTuple):
     validation_accuracy: [] accuracy on the validation set; NaN without one.
     stop_predictions: [S] int32 argmax predictions on the stop set ([0]
       without one).
+    best_epoch: [] int32 ([M] for an ensemble) epochs the round's model was
+      trained for: with early stopping the best epoch on the validation
+      set, else `config.num_epochs`.
+    epochs_run: [] int32 (or [M]) epochs trained before stopping
+      (`config.num_epochs` without early stopping).
   """
   test_ece: jax.Array
   validation_accuracy: jax.Array
   stop_predictions: jax.Array
+  best_epoch: jax.Array
+  epochs_run: jax.Array
 
 
 def diagnostics(exp: Experiment, data: Data, trained: Trained) -> Diagnostics:
@@ -252,7 +295,11 @@ def diagnostics(exp: Experiment, data: Data, trained: Trained) -> Diagnostics:
     stop_predictions = jnp.argmax(exp.posterior.test_log_probs(
         trained.variables, data.pool_images[data.stop_indices]),
                                   axis=-1).astype(jnp.int32)
-  return Diagnostics(test_ece, validation_accuracy, stop_predictions)
+  epochs = trained.epochs
+  if not epochs:
+    epochs = Epochs(*[jnp.int32(exp.config.num_epochs)] * 2)
+  return Diagnostics(test_ece, validation_accuracy, stop_predictions,
+                     epochs.best_epoch, epochs.epochs_run)
 
 
 # Fixed draws, the same for every seed: the validation examples out of the
@@ -368,12 +415,8 @@ def initial_strategy_state(exp: Experiment, data: Data, state: ALState):
   """Zeros shaped like the strategy's state, before its `init` has run."""
 
   def first_state():
-    variables = initial_variables(exp, jax.random.key(0))
     # The objective's parameters are shaped by its init: trace it too.
-    trained = exp.posterior.fit(
-        lambda key, v: Trained(v, exp.trainer.init_state(
-            key, v, data.pool_images).aux_params),
-        jax.random.key(0), variables)
+    trained = untrained(exp, data, jax.random.key(0))
     inputs, init_key, _ = _query_inputs(exp, data, trained, state)
     return exp.strategy.init(init_key, inputs, state.labeled_mask,
                              **exp.hparams)

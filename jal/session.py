@@ -173,11 +173,7 @@ class Campaign:
     n = data.pool_images.shape[0]
 
     def trained_shape():
-      variables = rounds.initial_variables(exp, jax.random.key(0))
-      return exp.posterior.fit(
-          lambda key, v: rounds.Trained(v, exp.trainer.init_state(
-              key, v, data.pool_images).aux_params),
-          jax.random.key(0), variables)
+      return rounds.untrained(exp, data, jax.random.key(0))
 
     trained = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
                            jax.eval_shape(trained_shape))

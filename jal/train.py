@@ -18,6 +18,18 @@ Two hooks reach into the task model's training:
   that an epoch pass over the larger of the training and unlabeled sets,
   cycling the smaller (WAAL's epoch).
 
+Early stopping (`Trainer(early_stopping_patience=P)`, as in the BatchBALD
+authors' code, Kirsch et al. 2019): after every epoch the model (dropout off)
+is scored by its number of correct predictions on a labeled validation set;
+the state of the best epoch so far is kept (ties keep the earlier epoch) and
+training ends after P epochs in a row without a strict improvement, or after
+`num_epochs`. The epochs run as a `lax.while_loop` (inside jit) or a Python
+loop over the same jitted update (outside), so both stop at the same epoch
+(their parameters agree up to float rounding, as without early stopping);
+a vmapped batch of seeds runs until its last seed stops, each seed's state
+frozen from its own stop on. The epoch kept and the epochs run are
+returned in `TrainState.best_epoch` and `TrainState.epochs_run`.
+
 `fit_on_mask` is the same minibatch machinery for any loss, for strategies
 that train their own networks at query time.
 """
@@ -32,6 +44,7 @@ import optax
 
 from jal import errors
 from jal import models
+from jal import predict
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -163,12 +176,48 @@ class Objective(NamedTuple):
 
 
 class TrainState(NamedTuple):
-  """Everything that training updates."""
+  """Everything that training updates.
+
+  `best_epoch` and `epochs_run` are set by a fit with early stopping (both
+  [] int32): the epochs trained by the state returned (the best on the
+  validation set) and the epochs run before stopping; `()` otherwise.
+  """
   variables: models.Variables
   opt_state: Any
   aux_params: Any
   aux_opt_state: Any
   step: jax.Array  # [] int32
+  best_epoch: Any = ()
+  epochs_run: Any = ()
+
+
+class EarlyStopping(NamedTuple):
+  """Early stopping's state between epochs.
+
+  Attributes:
+    best: the `TrainState` after the best epoch so far.
+    best_correct: [] int32 its correct validation predictions (-1 before
+      the first epoch).
+    best_epoch: [] int32 epochs `best` was trained for.
+    bad_epochs: [] int32 epochs in a row without a strict improvement.
+    epochs_run: [] int32 epochs trained.
+    done: [] bool out of patience.
+  """
+  best: TrainState
+  best_correct: jax.Array
+  best_epoch: jax.Array
+  bad_epochs: jax.Array
+  epochs_run: jax.Array
+  done: jax.Array
+
+
+def validation_correct(model: models.Model, variables: models.Variables,
+                       images: jax.Array, labels: jax.Array,
+                       chunk_size: int) -> jax.Array:
+  """[] int32 correct argmax predictions (dropout off) on `images` [V, ...]."""
+  logits, _ = predict.predict(model, variables, images,
+                              chunk_size=min(chunk_size, images.shape[0]))
+  return jnp.sum(jnp.argmax(logits, -1) == labels, dtype=jnp.int32)
 
 
 def _gather(images, train_set: TrainSet, rows):
@@ -208,12 +257,22 @@ class Trainer:
       instead of a Python loop over a jitted step (best on a small CPU).
       Defaults to True on every backend but CPU.
     objective: optional `Objective`.
+    early_stopping_patience: 0: train `num_epochs` epochs; P > 0: early
+      stopping on the validation set given to `fit` (see the module
+      docstring), `num_epochs` being the most.
+    eval_chunk: rows per forward pass when scoring the validation set.
+    epoch_samples: 0: an epoch is one pass over the training rows; E > 0:
+      an epoch takes at least E positions, cycling the epoch's shuffled
+      order of the training rows (a fixed-length epoch, as BatchBALD's
+      code draws 5056 samples an epoch whatever the labeled set's size).
   """
 
   def __init__(self, model: models.Model, tx: optax.GradientTransformation,
                *, batch_size: int, augment: Augment | None = None,
                in_jit_loop: bool | None = None,
-               objective: Objective | None = None):
+               objective: Objective | None = None,
+               early_stopping_patience: int = 0, eval_chunk: int = 1000,
+               epoch_samples: int = 0):
     self.model = model
     self.tx = tx
     self.batch_size = batch_size
@@ -222,7 +281,11 @@ class Trainer:
       in_jit_loop = jax.default_backend() != 'cpu'
     self.in_jit_loop = in_jit_loop
     self.objective = objective
+    self.early_stopping_patience = early_stopping_patience
+    self.eval_chunk = eval_chunk
+    self.epoch_samples = epoch_samples
     self._jit_step = jax.jit(self._epoch_step)
+    self._jit_after_epoch = jax.jit(self._after_epoch)
     self._jit_order = jax.jit(self._orders)
     self._jit_init = jax.jit(self.init_state)
 
@@ -252,6 +315,10 @@ class Trainer:
     epoch_rows = num_train
     if self.objective is not None and self.objective.epoch_covers_unlabeled:
       epoch_rows = jnp.maximum(num_train, num_unlabeled)
+    if self.epoch_samples:
+      epoch_rows = jnp.where(num_train > 0,
+                             jnp.maximum(epoch_rows, self.epoch_samples),
+                             epoch_rows)
     return num_train, num_unlabeled, epoch_rows
 
   def _step(self, state: TrainState, key: jax.Array, images: jax.Array,
@@ -312,27 +379,74 @@ class Trainer:
     return self._step(state, jax.random.fold_in(epoch_key, s + 1), images,
                       train_set, orders, s * self.batch_size, num_epochs)
 
+  def _one_epoch(self, state, key, e, images, train_set, num_epochs):
+    """Epoch `e`'s steps as one traceable loop."""
+    _, _, epoch_rows = self._counts(train_set)
+    steps_per_epoch = (epoch_rows + self.batch_size - 1) // self.batch_size
+    epoch_key = jax.random.fold_in(key, e)
+    orders = self._orders(epoch_key, train_set)
+
+    def step(s, state):
+      return self._epoch_step(state, epoch_key, s, images, train_set,
+                              orders, num_epochs)[0]
+
+    return jax.lax.fori_loop(0, steps_per_epoch, step, state)
+
   def epochs(self, state: TrainState, key: jax.Array, images: jax.Array,
              train_set: TrainSet, num_epochs: int) -> TrainState:
     """All epochs as one traceable loop; the step count is a traced value."""
-    _, _, epoch_rows = self._counts(train_set)
-    steps_per_epoch = (epoch_rows + self.batch_size - 1) // self.batch_size
+    return jax.lax.fori_loop(
+        0, num_epochs, lambda e, state: self._one_epoch(
+            state, key, e, images, train_set, num_epochs), state)
 
-    def epoch(e, state):
-      epoch_key = jax.random.fold_in(key, e)
-      orders = self._orders(epoch_key, train_set)
+  def _start_early_stopping(self, state: TrainState) -> EarlyStopping:
+    zero = jnp.zeros((), jnp.int32)
+    return EarlyStopping(state, jnp.full((), -1, jnp.int32), zero, zero, zero,
+                         jnp.zeros((), bool))
 
-      def step(s, state):
-        return self._epoch_step(state, epoch_key, s, images, train_set,
-                                orders, num_epochs)[0]
+  def _after_epoch(self, stopping: EarlyStopping, state: TrainState,
+                   validation) -> EarlyStopping:
+    """Scores the state after one more epoch and keeps it if it is best."""
+    correct = validation_correct(self.model, state.variables, *validation,
+                                 self.eval_chunk)
+    improved = correct > stopping.best_correct
+    epochs_run = stopping.epochs_run + 1
+    bad_epochs = jnp.where(improved, 0, stopping.bad_epochs + 1)
+    return EarlyStopping(
+        best=jax.tree.map(lambda new, old: jnp.where(improved, new, old),
+                          state, stopping.best),
+        best_correct=jnp.maximum(correct, stopping.best_correct),
+        best_epoch=jnp.where(improved, epochs_run, stopping.best_epoch),
+        bad_epochs=bad_epochs, epochs_run=epochs_run,
+        done=bad_epochs >= self.early_stopping_patience)
 
-      return jax.lax.fori_loop(0, steps_per_epoch, step, state)
+  @staticmethod
+  def _stopped(stopping: EarlyStopping) -> TrainState:
+    return stopping.best._replace(best_epoch=stopping.best_epoch,
+                                  epochs_run=stopping.epochs_run)
 
-    return jax.lax.fori_loop(0, num_epochs, epoch, state)
+  def epochs_early_stopping(self, state: TrainState, key: jax.Array,
+                            images: jax.Array, train_set: TrainSet,
+                            num_epochs: int, validation) -> TrainState:
+    """Epochs with early stopping as one traceable `while_loop`."""
+
+    def cond(carry):
+      _, stopping = carry
+      return (stopping.epochs_run < num_epochs) & ~stopping.done
+
+    def body(carry):
+      state, stopping = carry
+      state = self._one_epoch(state, key, stopping.epochs_run, images,
+                              train_set, num_epochs)
+      return state, self._after_epoch(stopping, state, validation)
+
+    _, stopping = jax.lax.while_loop(
+        cond, body, (state, self._start_early_stopping(state)))
+    return self._stopped(stopping)
 
   def fit(self, key: jax.Array, variables: models.Variables,
           images: jax.Array, train_set: TrainSet,
-          num_epochs: int) -> TrainState:
+          num_epochs: int, validation=None) -> TrainState:
     """Trains from `variables` on `train_set`.
 
     With `in_jit_loop` this is a pure traceable function (it can be jitted
@@ -346,24 +460,43 @@ class Trainer:
       images: [N, ...] the whole pool (on device).
       train_set: what to train on.
       num_epochs: passes over the training rows (or over the larger of the
-        training and unlabeled rows, if the objective asks).
+        training and unlabeled rows, if the objective asks); with early
+        stopping, the most.
+      validation: (images [V, ...], labels [V] int32), the labeled set early
+        stopping scores; needed when `early_stopping_patience` > 0, unused
+        otherwise.
 
     Returns:
-      The trained `TrainState`.
+      The trained `TrainState` (with early stopping: the best epoch's, its
+      `best_epoch` and `epochs_run` set).
     """
+    patience = self.early_stopping_patience
+    if patience and validation is None:
+      raise errors.ConfigError(
+          f'Early stopping (patience {patience}) scores a validation set: '
+          'pass validation=(images, labels) to Trainer.fit (in an '
+          'experiment, set config.validation_size > 0).')
     init_key, key = jax.random.split(key)
     if self.in_jit_loop:
       state = self.init_state(init_key, variables, images)
+      if patience:
+        return self.epochs_early_stopping(state, key, images, train_set,
+                                          num_epochs, validation)
       return self.epochs(state, key, images, train_set, num_epochs)
     state = self._jit_init(init_key, variables, images)
     epoch_rows = int(self._counts(train_set)[2])
+    stopping = self._start_early_stopping(state) if patience else None
     for e in range(num_epochs):
       epoch_key = jax.random.fold_in(key, e)
       orders = self._jit_order(epoch_key, train_set)
       for s in range(math.ceil(epoch_rows / self.batch_size)):
         state, _ = self._jit_step(state, epoch_key, s, images, train_set,
                                   orders, num_epochs)
-    return state
+      if patience:
+        stopping = self._jit_after_epoch(stopping, state, validation)
+        if bool(stopping.done):
+          break
+    return self._stopped(stopping) if patience else state
 
 
 def fit_on_mask(key: jax.Array, loss_fn: Callable[..., jax.Array], params,

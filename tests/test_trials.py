@@ -37,7 +37,7 @@ def _assert_same_runs(vmapped_dirs, sequential_dirs, atol=1e-6):
     # The diagnostics: the same answers, costs and errors; ECE and the
     # stop-set agreement up to float rounding (a point whose argmax ties).
     for key in ('queried_class_counts', 'label_cost', 'cumulative_label_cost',
-                'num_label_errors', 'stopped_by'):
+                'num_label_errors', 'stopped_by', 'best_epoch', 'epochs_run'):
       assert [r[key] for r in ra] == [r[key] for r in rb], key
     np.testing.assert_allclose([r['test_ece'] for r in ra],
                                [r['test_ece'] for r in rb], atol=1e-4)
