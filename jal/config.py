@@ -150,8 +150,14 @@ def _require(ok: bool, message: str) -> None:
 
 def _positive_int(config, field: str) -> None:
   value = config[field]
-  _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+  _require(_int_at_least(value, 1),
            f'config.{field} must be a positive integer, got {value!r}.')
+
+
+def _int_at_least(value, lowest: int) -> bool:
+  """`value` is an int (not a bool) >= `lowest`."""
+  return (isinstance(value, int) and not isinstance(value, bool) and
+          value >= lowest)
 
 
 def _finite_number(value) -> bool:
@@ -254,14 +260,11 @@ def validate(config) -> None:
   _require(config.initial_strategy == 'random' or not config.initial_per_class,
            f'config.initial_strategy {config.initial_strategy!r} chooses the '
            'initial set without labels; set config.initial_per_class = 0.')
-  _require(isinstance(config.epoch_samples, int) and
-           not isinstance(config.epoch_samples, bool) and
-           config.epoch_samples >= 0,
+  _require(_int_at_least(config.epoch_samples, 0),
            'config.epoch_samples must be an integer >= 0 (0: an epoch is one '
            f'pass over the training rows), got {config.epoch_samples!r}.')
   patience = config.early_stopping_patience
-  _require(isinstance(patience, int) and not isinstance(patience, bool) and
-           patience >= 0,
+  _require(_int_at_least(patience, 0),
            'config.early_stopping_patience must be an integer >= 0 (epochs '
            f'without improvement; 0: off), got {patience!r}.')
   _require(not patience or config.validation_size > 0,
@@ -311,16 +314,13 @@ def _validate_oracle(config) -> None:
 
 def _validate_stopping(config) -> None:
   """Checks `config.validation_size` and the stopping parameters."""
-  _require(isinstance(config.validation_size, int) and
-           not isinstance(config.validation_size, bool) and
-           config.validation_size >= 0,
+  _require(_int_at_least(config.validation_size, 0),
            'config.validation_size must be an integer >= 0 (0: no validation '
            f'set), got {config.validation_size!r}.')
   stopping = config.stopping
   for field in ('budget', 'max_rounds'):
     value = stopping[field]
-    _require(value is None or (isinstance(value, int) and
-                               not isinstance(value, bool) and value >= 0),
+    _require(value is None or _int_at_least(value, 0),
              f'config.stopping.{field} must be None or an integer >= 0, got '
              f'{value!r}.')
   target = stopping.target_accuracy
@@ -340,12 +340,11 @@ def _validate_stopping(config) -> None:
            f'(-1, 1), got {stopping.kappa!r}.')
   for field in ('plateau_window', 'kappa_window'):
     value = stopping[field]
-    _require(isinstance(value, int) and not isinstance(value, bool) and
-             value > 0,
+    _require(_int_at_least(value, 1),
              f'config.stopping.{field} must be a positive integer (rounds), '
              f'got {value!r}.')
   size = stopping.stop_set_size
-  _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+  _require(_int_at_least(size, 0),
            'config.stopping.stop_set_size must be an integer >= 0 (0: no '
            f'stop set), got {size!r}.')
 
