@@ -1,0 +1,63 @@
+"""Gal, Islam & Ghahramani (2017), MNIST: Bayesian acquisition functions.
+
+Their Figure 1 / Table 1 as a jal grid: `bald`, `entropy_dropout` (max entropy of
+the MC-dropout predictive), `var_ratio` (variation ratios: 1 - the modal
+class's share of the K passes) and `mean_std` against `random`, 5 seeds,
+from 20 initial labels (2 per class), 10 labels a round. They report the
+labels each needs to reach 10% and 5% test error.
+
+Protocol, theirs → here:
+- Data: MNIST, 20 balanced initial labels, 100 validation images (to pick
+  the weight decay), test on the 10000 test images, the rest of the training
+  set as the pool → the same pool (all 60000 training images less nothing:
+  no validation set, the weight decay is fixed below).
+- Query: each round the acquisition function scores a random 2000 of the
+  unlabeled pool (`pool_subsample`) with 100 MC-dropout passes → the same
+  subsample with 20 passes (consistent MC dropout).
+- Budget: 98 rounds to 1000 labels → 48 rounds to 500 labels, on a 2-core
+  CPU; `--config.base.num_rounds=98` for theirs.
+- Model: conv 4×4 (32) → ReLU → conv 4×4 (32) → ReLU → max-pool → dropout
+  0.25 → fc 128 → ReLU → dropout 0.5 → fc 10 (`gal_cnn`), with an L2
+  penalty 3.5/N on the fc-128 weights (N the labeled count) → here the
+  study runs DeepAL's smaller CNN (`lenet`, dropout 0.5; ~25× fewer
+  multiply-adds), without weight decay; `--config.base.model=gal_cnn`
+  restores their network (the N-scaled penalty jal does not have).
+- Training: Adam (Keras's default, lr 1e-3), batch 128, 50 epochs, a fresh
+  model each round, deterministic test predictions → the same.
+
+  JAL_DATA_DIR=../shared/datasets python experiments/benchmark.py \\
+      --config=configs/gal2017_mnist.py --workdir=/tmp/gal2017
+  python experiments/report.py --workdir=/tmp/gal2017 --targets=0.9,0.95
+"""
+
+import ml_collections
+
+from jal import config as config_lib
+
+
+def get_config():
+  base = config_lib.default()
+  base.dataset = 'mnist'
+  base.pool_size = None
+  base.model = 'lenet'
+  base.dropout_rate = 0.5
+  base.optimizer = 'adam'
+  base.learning_rate = 1e-3
+  base.batch_size = 128
+  base.num_epochs = 50
+  base.posterior = 'mc_dropout'
+  base.posterior_samples = 20
+  base.pool_subsample = 2000
+  base.initial_size = 20
+  base.initial_per_class = 2
+  base.query_size = 10
+  base.num_rounds = 48
+  bench = ml_collections.ConfigDict()
+  bench.base = base
+  bench.datasets = ('mnist',)
+  bench.strategies = ('bald', 'entropy_dropout', 'var_ratio', 'mean_std',
+                      'random')
+  bench.seeds = (0, 1, 2, 3, 4)
+  bench.vmap_trials = True
+  bench.vmap_trials_except_needs = ('mc_log_probs',)
+  return bench
