@@ -34,7 +34,7 @@ Protocol, theirs → here:
 
   JAL_DATA_DIR=../shared/datasets python experiments/benchmark.py \\
       --config=configs/gal2017_mnist.py --workdir=/tmp/gal2017
-  python experiments/report.py --workdir=/tmp/gal2017 --targets=0.9,0.95
+  python experiments/report.py /tmp/gal2017 --targets=0.9,0.95
 """
 
 import ml_collections

@@ -10,7 +10,7 @@ acquisition size 1 is `kirsch2019_bald_b1.py`.
 
   JAL_DATA_DIR=../shared/datasets python experiments/benchmark.py \\
       --config=configs/kirsch2019_mnist.py --workdir=/tmp/kirsch_mnist
-  python experiments/report.py --workdir=/tmp/kirsch_mnist --targets=0.9,0.95
+  python experiments/report.py /tmp/kirsch_mnist --targets=0.9,0.95
 """
 
 import os

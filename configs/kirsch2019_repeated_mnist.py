@@ -23,7 +23,7 @@ Protocol, theirs → here:
 
   JAL_DATA_DIR=../shared/datasets python experiments/benchmark.py \\
       --config=configs/kirsch2019_repeated_mnist.py --workdir=/tmp/kirsch_rep
-  python experiments/report.py --workdir=/tmp/kirsch_rep --targets=0.9,0.95
+  python experiments/report.py /tmp/kirsch_rep --targets=0.9,0.95
 """
 
 import os
