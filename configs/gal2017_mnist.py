@@ -27,10 +27,10 @@ Protocol, theirs → here:
 - Training: Adam (Keras's default, lr 1e-3), batch 128, 50 epochs, a fresh
   model each round, deterministic test predictions → the same, but an epoch
   takes at least 640 samples (`epoch_samples`: 5 steps of 128, 250 steps a
-  round while the labeled set is under 640). With their one pass an epoch, 20-200 labels get 50-100 steps:
-  measured on seed 0, `lenet` then stays at 42-64% test accuracy from 20 to
-  140 labels (BALD), far under their curves; their wider network learns
-  faster per step.
+  round while the labeled set is under 640). With their one pass an epoch,
+  20-200 labels get 50-100 steps: measured on seed 0, `lenet` then stays at
+  42-64% test accuracy from 20 to 140 labels (BALD), far under their
+  curves; their wider network learns faster per step.
 
   JAL_DATA_DIR=../shared/datasets python experiments/benchmark.py \\
       --config=configs/gal2017_mnist.py --workdir=/tmp/gal2017
