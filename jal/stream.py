@@ -32,6 +32,7 @@ one (even at −inf), ties go to the lower index.
 
 import functools
 import json
+import mmap
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -152,6 +153,32 @@ class NpySource(ArraySource):
     _check_rows(shape, dtype, path)
     self.path = path
     super().__init__(np.load(path, mmap_mode='r'))
+    self._map = getattr(self.array, '_mmap', None)
+    self._base = 0
+    if self._map is not None and hasattr(self._map, 'madvise'):
+      view = np.frombuffer(self._map, np.uint8)
+      self._base = view.ctypes.data
+      del view  # an exported buffer would keep the map from closing
+    else:
+      self._map = None
+
+  def read(self, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop), copied out of the map.
+
+    The pages read are then dropped from this process's mapping
+    (`MADV_DONTNEED`; they stay in the page cache), so its resident memory
+    follows the chunk rather than growing with every row read.
+    """
+    rows = self.array[start:stop]
+    out = np.array(rows)
+    if self._map is not None and out.nbytes:
+      page = mmap.PAGESIZE
+      lo = rows.ctypes.data - self._base
+      hi = lo + out.nbytes
+      lo -= lo % page
+      hi = min(len(self._map), -(-hi // page) * page)
+      self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    return out
 
 
 def _check_rows(shape, dtype, name) -> None:
@@ -787,7 +814,7 @@ def _check_pool(labeled_mask, n: int, query_size: int, chunk_size: int,
 
 def _owners(gather, rows: Rows) -> np.ndarray:
   """[P, 2] every process's (start, stop), in process order."""
-  return np.asarray(gather(np.asarray([rows.start, rows.stop], np.int64)))
+  return np.asarray(gather(np.asarray([rows.start, rows.stop], np.int32)))
 
 
 def _gather_rows(source, gather, rows: Rows, owners: np.ndarray,
