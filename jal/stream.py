@@ -106,6 +106,10 @@ class ArraySource:
     """Rows [start, stop) as an array [stop − start, *row_shape]."""
     return self.array[start:stop]
 
+  def read_into(self, start: int, stop: int, out: np.ndarray) -> None:
+    """Copies rows [start, stop) into `out` [stop − start, ...]."""
+    np.copyto(out, self.array[start:stop])
+
   def take(self, indices) -> np.ndarray:
     """Rows at `indices` [m] as an array [m, *row_shape] (only those read)."""
     return self.array[np.asarray(indices)]
@@ -163,14 +167,20 @@ class NpySource(ArraySource):
       self._map = None
 
   def read(self, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop), copied out of the map.
+    """Rows [start, stop), copied out of the map (see `read_into`)."""
+    out = np.empty((max(0, stop - start),) + self.row_shape, self.dtype)
+    self.read_into(start, stop, out)
+    return out
+
+  def read_into(self, start: int, stop: int, out: np.ndarray) -> None:
+    """Copies rows [start, stop) into `out` [stop − start, ...].
 
     The pages read are then dropped from this process's mapping
     (`MADV_DONTNEED`; they stay in the page cache), so its resident memory
     follows the chunk rather than growing with every row read.
     """
     rows = self.array[start:stop]
-    out = np.array(rows)
+    np.copyto(out, rows)
     if self._map is not None and out.nbytes:
       page = mmap.PAGESIZE
       lo = rows.ctypes.data - self._base
@@ -178,7 +188,6 @@ class NpySource(ArraySource):
       lo -= lo % page
       hi = min(len(self._map), -(-hi // page) * page)
       self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-    return out
 
 
 def _check_rows(shape, dtype, name) -> None:
@@ -214,21 +223,37 @@ def _rows(rows: Rows | None, num_rows: int) -> Rows:
   return Rows(int(start), int(stop))
 
 
+def _aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+  """An uninitialised array whose data is `align`-byte aligned: JAX on CPU
+  then uses it without a copy (an unaligned one is copied, at a few GB/s)."""
+  nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+  buffer = np.empty(nbytes + align, np.uint8)
+  offset = (-buffer.ctypes.data) % align
+  return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
 def _chunks(source, rows: Rows, chunk_size: int):
-  """Yields (start, valid, x [chunk_size, ...]) over `rows`, zero-padded."""
+  """Yields (start, valid, x [chunk_size, ...]) over `rows`, zero-padded.
+
+  Each chunk is a fresh aligned buffer (the device may still be reading the
+  previous one: JAX dispatches asynchronously and aliases aligned arrays).
+  """
+  row_shape = tuple(source.row_shape)
   for start in range(rows.start, rows.stop, chunk_size):
     stop = min(start + chunk_size, rows.stop)
-    x = np.asarray(source.read(start, stop))
-    if x.shape[0] != stop - start or tuple(x.shape[1:]) != tuple(
-        source.row_shape):
-      raise errors.ConfigError(
-          f'source.read({start}, {stop}) returned shape {x.shape}, expected '
-          f'({stop - start}, *{tuple(source.row_shape)}).')
-    if stop - start < chunk_size:
-      x = np.concatenate(
-          [x, np.zeros((chunk_size - (stop - start),) + x.shape[1:],
-                       x.dtype)])
-    yield start, stop - start, x
+    valid = stop - start
+    x = _aligned_empty((chunk_size,) + row_shape, source.dtype)
+    if hasattr(source, 'read_into'):
+      source.read_into(start, stop, x[:valid])
+    else:
+      rows_read = np.asarray(source.read(start, stop))
+      if rows_read.shape != (valid,) + row_shape:
+        raise errors.ConfigError(
+            f'source.read({start}, {stop}) returned shape {rows_read.shape}, '
+            f'expected ({valid}, *{row_shape}).')
+      x[:valid] = rows_read
+    x[valid:] = 0
+    yield start, valid, x
 
 
 def _take(source, indices: np.ndarray) -> np.ndarray:
@@ -761,14 +786,19 @@ def _global_best(gather, best) -> tuple[int, np.ndarray, float]:
 @jax.jit
 def _kcenter_init(x, labeled, valid, blocks, blocks_sq, blocks_valid):
   """A chunk's squared norms, squared distances to the nearest labeled
-  point (`cluster.min_sq_distances_to_subset`'s tiles) and availability."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
+  point (`cluster.min_sq_distances_to_subset`'s tiles: [4096, s] at most)
+  and availability."""
+  from jal import chunking, cluster  # pylint: disable=g-import-not-at-top
   x_sq = cluster.sq_norms(x)
 
   def block(j, min_sq):
-    d = cluster.pairwise_sq_distances(x, blocks[j], x_sq, blocks_sq[j])
-    d = jnp.where(blocks_valid[j][None, :], d, jnp.inf)
-    return jnp.minimum(min_sq, jnp.min(d, axis=1))
+    def tile(x_tile, x_sq_tile, min_tile):
+      d = cluster.pairwise_sq_distances(x_tile, blocks[j], x_sq_tile,
+                                        blocks_sq[j])
+      d = jnp.where(blocks_valid[j][None, :], d, jnp.inf)
+      return jnp.minimum(min_tile, jnp.min(d, axis=1))
+
+    return chunking.map_rows(tile, (x, x_sq, min_sq), cluster.DEFAULT_CHUNK)
 
   min_sq = jax.lax.fori_loop(0, blocks.shape[0], block,
                              jnp.full(x_sq.shape, jnp.inf, x.dtype))
