@@ -78,6 +78,29 @@ def test_npy_source_errors_say_what_is_wrong(tmp_path):
     stream.NpySource(tmp_path / 'scalar.npy')
 
 
+class _RowsOnly:
+  """A minimal source: the four members and nothing else."""
+
+  def __init__(self, array, bad=False):
+    self.array, self.bad = array, bad
+    self.num_rows, self.row_shape = array.shape[0], array.shape[1:]
+    self.dtype = array.dtype
+
+  def read(self, start, stop):
+    return self.array[start:stop + (1 if self.bad else 0)]
+
+
+def test_any_object_with_the_four_members_is_a_source():
+  scores = np.random.default_rng(0).normal(size=57).astype(np.float32)
+  labeled = np.zeros(57, bool)
+  _, got = stream.streamed_top_k(lambda x: x, _RowsOnly(scores), labeled, 9,
+                                 chunk_size=10)
+  np.testing.assert_array_equal(got, np.argsort(-scores, kind='stable')[:9])
+  with pytest.raises(errors.ConfigError, match=r'returned shape \(11,\)'):
+    stream.streamed_top_k(lambda x: x, _RowsOnly(scores, bad=True), labeled,
+                          9, chunk_size=10)
+
+
 # ------------------------------------------------------------------ top-k
 
 
@@ -325,12 +348,12 @@ def test_embed_to_npy_resumes_after_a_kill(tmp_path):
     pass
 
   class Dies(stream.ArraySource):
-    def read(self, start, stop):
+    def read_into(self, start, stop, out):
       seen.append(start)
       if kills and start == kills[0]:
         kills.pop()
         raise Killed
-      return super().read(start, stop)
+      super().read_into(start, stop, out)
 
   with pytest.raises(Killed):
     stream.embed_to_npy(_embed, Dies(pool), path, chunk_size=10, tag='r0')
