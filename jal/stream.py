@@ -1,7 +1,8 @@
 """Pools read from disk in fixed-size chunks: selection in chunk-bounded memory.
 
 A pool too large for memory stays on disk as an `.npy` file (`NpySource`,
-a read-only memory map) or any object with the same four members
+a read-only memory map), in a random-access sequence such as a TFDS
+`data_source` (`SequenceSource`), or any object with the same four members
 (`num_rows`, `row_shape`, `dtype`, `read(start, stop)`); `ArraySource` wraps
 an array already in memory. Selection then reads the pool chunk by chunk:
 
@@ -188,6 +189,61 @@ class NpySource(ArraySource):
       lo -= lo % page
       hi = min(len(self._map), -(-hi // page) * page)
       self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+class SequenceSource:
+  """A pool in any random-access sequence of examples, e.g. a TFDS
+  `data_source` (array_record files, no TensorFlow needed):
+
+    SequenceSource(tfds.data_source('mnist', split='train'), 'image')
+
+  Rows are read with `items.__getitems__(indices)` when the sequence has it
+  (TFDS batches its reads), else one `items[i]` at a time; `feature` picks
+  a field of dict examples. The row shape and dtype are those of example 0;
+  an example of another shape is an error.
+  """
+
+  def __init__(self, items, feature: str | None = None):
+    if not hasattr(items, '__len__') or not hasattr(items, '__getitem__'):
+      raise errors.ConfigError(
+          f'items must be a random-access sequence (len() and [i]), got '
+          f'{type(items).__name__}.')
+    self.items, self.feature = items, feature
+    self.num_rows = len(items)
+    if not self.num_rows:
+      raise errors.ConfigError('items is empty; a pool needs rows.')
+    first = self._row(items[0], 0)
+    _check_rows((self.num_rows,) + first.shape, first.dtype, 'items')
+    self.row_shape, self.dtype = tuple(first.shape), first.dtype
+
+  def _row(self, example, i: int) -> np.ndarray:
+    if self.feature is not None:
+      if not isinstance(example, dict) or self.feature not in example:
+        raise errors.ConfigError(
+            f'Example {i} has no feature {self.feature!r}'
+            + (f'; it has {sorted(example)}.' if isinstance(example, dict)
+               else '.'))
+      example = example[self.feature]
+    row = np.asarray(example)
+    if hasattr(self, 'row_shape') and (row.shape != self.row_shape or
+                                       row.dtype != self.dtype):
+      raise errors.ConfigError(
+          f'Example {i} is {row.dtype}{list(row.shape)}, example 0 '
+          f'{self.dtype}{list(self.row_shape)}; a pool needs rows of one '
+          'shape and dtype (resize them first).')
+    return row
+
+  def read(self, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) stacked [stop − start, *row_shape]."""
+    indices = list(range(start, stop))
+    if hasattr(self.items, '__getitems__'):
+      examples = self.items.__getitems__(indices)
+    else:
+      examples = [self.items[i] for i in indices]
+    out = np.empty((len(indices),) + self.row_shape, self.dtype)
+    for j, (i, example) in enumerate(zip(indices, examples)):
+      out[j] = self._row(example, i)
+    return out
 
 
 def _check_rows(shape, dtype, name) -> None:

@@ -101,6 +101,26 @@ def test_any_object_with_the_four_members_is_a_source():
                           9, chunk_size=10)
 
 
+def test_sequence_source_reads_dict_examples_as_tfds_gives_them():
+  images = np.arange(7 * 4, dtype=np.uint8).reshape(7, 2, 2)
+  examples = [{'image': im, 'label': i} for i, im in enumerate(images)]
+
+  class Batched(list):  # a TFDS data_source batches reads like this
+    def __getitems__(self, indices):
+      return [self[i] for i in indices]
+
+  for items in (examples, Batched(examples)):
+    source = stream.SequenceSource(items, 'image')
+    assert (source.num_rows, source.row_shape, source.dtype) == (
+        7, (2, 2), np.uint8)
+    np.testing.assert_array_equal(source.read(2, 6), images[2:6])
+  with pytest.raises(errors.ConfigError, match="no feature 'img'"):
+    stream.SequenceSource(examples, 'img')
+  ragged = examples[:3] + [{'image': np.zeros((3, 3), np.uint8)}]
+  with pytest.raises(errors.ConfigError, match='rows of one shape'):
+    stream.SequenceSource(ragged, 'image').read(0, 4)
+
+
 # ------------------------------------------------------------------ top-k
 
 
@@ -452,7 +472,7 @@ def test_streamed_kmeans_select_matches_kmeans_select(spread):
   """One process: the seeds, centres and picks equal the in-memory ones
   (the chunk sums even round alike). Three processes add their sums in
   another order: centres within 1e-5, picks equal on separated data."""
-  n, d, k = 700, 16, 12
+  n, d, k = 400, 8, 8
   x, labeled = _features_with_duplicates(n, d, 40, seed=1, spread=spread)
   key = jax.random.key(7)
   weights = (~labeled).astype(np.float32)
