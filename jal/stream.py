@@ -43,7 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jal import checks
+from jal import chunking
+from jal import cluster
 from jal import errors
+from jal import predict
 
 # Index of a padded (non-existent) row: above every real index, so it loses
 # every tie and is never selected while k ≤ the number of rows.
@@ -571,8 +574,6 @@ def streamed_select(strategy, key: jax.Array, predict_chunk: Callable,
 @functools.lru_cache(maxsize=None)
 def _experiment_predict(exp, needs: tuple[str, ...]):
   """`f(variables, key, x) -> inputs`, as `rounds.predictions` computes them."""
-  # Imported here: jal.rounds pulls in the whole training stack.
-  from jal import predict  # pylint: disable=g-import-not-at-top
   config = exp.config
 
   def logits(variables, x, key=None):
@@ -652,6 +653,7 @@ def streamed_query_round(exp, trained, state, source, query_size=None, *,
     selected [query_size] int32 global pool indices (the same in every
     process) and the strategy state (unchanged: score strategies have none).
   """
+  # Imported here: jal.rounds pulls in training, models and data.
   from jal import rounds  # pylint: disable=g-import-not-at-top
   check_streamable(exp.strategy)
   _, _, query_key = rounds.round_keys(state)
@@ -844,7 +846,6 @@ def _kcenter_init(x, labeled, valid, blocks, blocks_sq, blocks_valid):
   """A chunk's squared norms, squared distances to the nearest labeled
   point (`cluster.min_sq_distances_to_subset`'s tiles: [4096, s] at most)
   and availability."""
-  from jal import chunking, cluster  # pylint: disable=g-import-not-at-top
   x_sq = cluster.sq_norms(x)
 
   def block(j, min_sq):
@@ -871,7 +872,6 @@ def _greedy_step(x, x_sq, min_sq, available, start, point, pick, best,
   kind 'kcenter': the value is `min_sq` (farthest first). kind 'kmeans++':
   `cluster.kmeans_plusplus`'s Gumbel-max draw, log w + log d² + g.
   """
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   index = start + jnp.arange(x.shape[0], dtype=jnp.int32)
   min_sq = jnp.where(pick >= 0,
                      jnp.minimum(min_sq,
@@ -971,7 +971,7 @@ def streamed_kcenter(features, labeled_mask, query_size: int, *,
                                              dim), np.float32)])
   blocks = jnp.asarray(blocks.reshape(num_blocks, s, dim))
   blocks_valid = jnp.asarray((padded >= 0).reshape(num_blocks, s))
-  blocks_sq = jnp.sum(jnp.square(blocks), axis=-1)
+  blocks_sq = cluster.sq_norms(blocks)
 
   x_sq, min_sq, available = [], [], []
   labeled_chunks = pool.local(labeled_mask, True)
@@ -1021,7 +1021,7 @@ def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
     best = _no_best(dim)
     for i, start, valid, x in pool:
       if t == 0:
-        x_sq.append(jnp.sum(jnp.square(jnp.asarray(x)), axis=-1))
+        x_sq.append(cluster.sq_norms(jnp.asarray(x)))
         min_sq.append(jnp.full((pool.chunk,), jnp.inf, jnp.float32))
       g = jax.lax.dynamic_slice_in_dim(gumbel, i * pool.chunk, pool.chunk)
       # Step 0 draws ∝ w: log d² = +inf must not enter, so d² = 1 there.
@@ -1043,7 +1043,6 @@ def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
 @jax.jit
 def _lloyd_chunk(x, w, centres, sums, mass):
   """One chunk's weighted sums and mass per nearest centre (`cluster.lloyd`)."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   k = centres.shape[0]
   d = cluster.pairwise_sq_distances(x, centres,
                                     y_sq=cluster.sq_norms(centres))
@@ -1124,7 +1123,6 @@ def _nearest_chunk(x, candidates, start, centres, best_sq, best_index):
   """A chunk's candidates each assigned to its nearest centre; per centre
   the nearest candidate so far (ties to the lower index), as in
   `cluster.nearest_distinct`."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   k = centres.shape[0]
   d = cluster.pairwise_sq_distances(x, centres,
                                     y_sq=cluster.sq_norms(centres))
@@ -1146,7 +1144,6 @@ def _nearest_chunk(x, candidates, start, centres, best_sq, best_index):
 @jax.jit
 def _nearest_untaken_chunk(x, x_sq, candidates, start, centre, best):
   """A chunk's candidate nearest to `centre` merged into `best`."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   d = cluster.sq_distances_to(x, centre, x_sq)
   return _chunk_best(jnp.where(candidates, -d, -jnp.inf), start, x, best)
 
@@ -1174,7 +1171,7 @@ def _streamed_nearest_distinct(pool: _Pool, candidates: np.ndarray,
     best = _no_best(dim)
     free = pool.local(candidates & ~taken, False)
     for i, start, _, x in pool:
-      x_sq = jnp.sum(jnp.square(jnp.asarray(x)), axis=-1)
+      x_sq = cluster.sq_norms(jnp.asarray(x))
       best = _nearest_untaken_chunk(x, x_sq, free[i], np.int32(start),
                                     centres[j], best)
     picks[j], _, _ = _global_best(gather, best)
