@@ -898,6 +898,17 @@ def _check_pool(labeled_mask, n: int, query_size: int, chunk_size: int,
   return labeled_mask
 
 
+def _check_finite(gather, x_sq: list[jax.Array]) -> None:
+  """Raises in every process if any process's features hold NaN or inf
+  (seen in their squared norms; all raise together, none is left waiting)."""
+  local = np.int32(sum(int(jnp.sum(~jnp.isfinite(s))) for s in x_sq))
+  counts = np.asarray(gather(local))
+  if counts.any():
+    raise errors.ConfigError(
+        f'features hold {int(counts.sum())} rows with NaN or inf (or so large '
+        'that their squared norm overflows); remove or fix them first.')
+
+
 def _owners(gather, rows: Rows) -> np.ndarray:
   """[P, 2] every process's (start, stop), in process order."""
   return np.asarray(gather(np.asarray([rows.start, rows.stop], np.int32)))
@@ -980,6 +991,7 @@ def streamed_kcenter(features, labeled_mask, query_size: int, *,
                             np.arange(pool.chunk) < valid, blocks, blocks_sq,
                             blocks_valid)
     x_sq.append(a), min_sq.append(b), available.append(c)
+  _check_finite(gather, x_sq)
 
   picks = np.zeros((query_size,), np.int32)
   point, pick = jnp.zeros((dim,), jnp.float32), -1
@@ -1035,6 +1047,8 @@ def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
         min_sq[i], available[i], best = _greedy_step(
             x, x_sq[i], min_sq[i], available[i], np.int32(start), point,
             np.int32(pick), best, log_w_t, g, kind='kmeans++')
+    if t == 0:
+      _check_finite(gather, x_sq)
     pick, point, _ = _global_best(gather, best)
     seeds[t], points[t] = pick, point
   return seeds, points

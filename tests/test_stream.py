@@ -505,3 +505,8 @@ def test_streamed_clustering_errors():
     stream.streamed_kcenter(x.astype(np.int32), labeled, 2)
   with pytest.raises(errors.ConfigError, match='only 5'):
     stream.streamed_kmeans_select(jax.random.key(0), x, labeled, 6)
+  x[3, 1] = np.nan
+  with pytest.raises(errors.ConfigError, match='1 rows with NaN'):
+    stream.streamed_kcenter(x, labeled, 2)
+  with pytest.raises(errors.ConfigError, match='1 rows with NaN'):
+    stream.streamed_kmeans_select(jax.random.key(0), x, labeled, 2)
