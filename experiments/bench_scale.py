@@ -71,6 +71,8 @@ _PROCESSES = flags.DEFINE_integer(
     'with experiments/launch.py).', lower_bound=1)
 _CASE = flags.DEFINE_string('case', None,
                             'Run one case here (strategy:mode:N).')
+_WRITE_POOL = flags.DEFINE_integer('write_pool', 0,
+                                   'Only write the pool of this N.')
 
 _NUM_CLASSES = 10
 _HIDDEN = 256
@@ -253,6 +255,9 @@ def _launch(case: str) -> list[dict] | str:
 
 def main(argv):
   del argv
+  if _WRITE_POOL.value:
+    write_pool(_WRITE_POOL.value, _DIM.value)
+    return
   if _CASE.value:
     result = run_case(_CASE.value)
     name = f'{_CASE.value.replace(":", "_")}.{result["process"]}.json'
@@ -268,7 +273,11 @@ def main(argv):
         flush=True)
   for n in sorted({int(c.split(':')[2]) for c in cases}):
     start = time.perf_counter()
-    write_pool(n, _DIM.value)
+    # In a child: a forked child's ru_maxrss starts at its parent's RSS, so
+    # the parent must not hold the pages it wrote.
+    subprocess.run([sys.executable, os.path.abspath(__file__),
+                    f'--write_pool={n}', f'--workdir={_WORKDIR.value}',
+                    f'--dim={_DIM.value}'], check=True)
     print(f'pool {n} x {_DIM.value}: {pool_path(n, _DIM.value)} '
           f'({time.perf_counter() - start:.1f} s)', flush=True)
   for case in cases:
