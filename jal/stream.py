@@ -406,7 +406,9 @@ def merge_top_k(scores_a: jax.Array, indices_a: jax.Array,
     k: static, at most a + b.
 
   Returns:
-    (scores [k], indices [k] int32), best first; ties go to the lower index.
+    (scores [k], indices [k] int32), best first; ties go to the lower index
+    (−0 ranks below +0, as in `jax.lax.top_k`, which the in-memory
+    selection uses).
   """
   checks.positive_int(k, 'k')
   total = np.shape(scores_a)[0] + np.shape(scores_b)[0]
