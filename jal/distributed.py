@@ -1,0 +1,258 @@
+"""Several processes, one experiment: jal on `jax.distributed`.
+
+JAX is the distributed engine: one process per host joins the others with
+`jax.distributed.initialize`, and JAX's collectives (gloo on CPU) carry
+every exchange. jal adds no scheduler or transport of its own; this module
+only reads where to meet, and offers the few collectives the sharded
+selection and the multi-process loop use:
+
+- `initialize()` joins the processes named by `JAL_COORDINATOR_ADDRESS`
+  (`host:port` of process 0), `JAL_NUM_PROCESSES` and `JAL_PROCESS_ID`; with
+  none of them set it does nothing and jal runs as one process.
+- `gather(tree)` gives every process every process's `tree`, stacked on a
+  new leading axis in process order (`x[None]` in one process).
+- `process_rows(num_rows)` is this process's contiguous shard of the pool.
+- `is_writer()` (process 0 writes the work directory) and `barrier(name)`.
+- `check_replicated(tree, what)` fails loudly when a tree that must be the
+  same in every process (the trained model, the labeled set) is not.
+
+Every process must make the same calls in the same order: a collective that
+one process skips waits for it forever (`experiments/launch.py` stops the
+others when one dies).
+"""
+
+import hashlib
+import os
+import re
+
+import jax
+import numpy as np
+
+from jal import errors
+
+COORDINATOR_ENV = 'JAL_COORDINATOR_ADDRESS'
+NUM_PROCESSES_ENV = 'JAL_NUM_PROCESSES'
+PROCESS_ID_ENV = 'JAL_PROCESS_ID'
+ENV_VARS = (COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV)
+
+# (coordinator_address, num_processes, process_id) once initialized.
+_joined: tuple[str, int, int] | None = None
+
+
+class ReplicationError(errors.JalError, RuntimeError):
+  """Processes that must hold the same values (model, labeled set) differ."""
+
+
+def requested() -> bool:
+  """Whether any of the `JAL_*` environment variables asks for processes."""
+  return any(os.environ.get(name) for name in ENV_VARS)
+
+
+def _parse_int(value, name: str, source: str) -> int:
+  if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    return int(value)
+  if isinstance(value, str) and re.fullmatch(r'\s*\d+\s*', value):
+    return int(value)
+  raise errors.ConfigError(
+      f'{source} must be a non-negative integer, got {value!r}; set it to '
+      f'the {name}.')
+
+
+def check_address(address: str, source: str = 'coordinator_address') -> str:
+  """`address` if it is `host:port` with a port in [1, 65535], else raises."""
+  match = re.fullmatch(r'(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d+)',
+                       str(address).strip())
+  if not match or not 1 <= int(match.group(2)) <= 65535:
+    raise errors.ConfigError(
+        f'{source} = {address!r} is not host:port (e.g. 10.0.0.1:29500 or '
+        '127.0.0.1:29500, port in [1, 65535]); give the address of process '
+        '0 and a free port on it.')
+  return str(address).strip()
+
+
+def _settings(coordinator_address, num_processes, process_id):
+  """The three settings from the arguments, else the environment, checked.
+
+  Returns None when nothing asks for more than one process.
+  """
+  given = {COORDINATOR_ENV: coordinator_address,
+           NUM_PROCESSES_ENV: num_processes, PROCESS_ID_ENV: process_id}
+  source = {name: ('argument ' + arg if given[name] is not None else name)
+            for name, arg in zip(ENV_VARS, ('coordinator_address',
+                                            'num_processes', 'process_id'))}
+  for name in ENV_VARS:
+    if given[name] is None and os.environ.get(name):
+      given[name] = os.environ[name]
+  if all(value is None for value in given.values()):
+    return None
+  if given[NUM_PROCESSES_ENV] is not None and given[COORDINATOR_ENV] is None \
+      and given[PROCESS_ID_ENV] is None and _parse_int(
+          given[NUM_PROCESSES_ENV], 'number of processes',
+          source[NUM_PROCESSES_ENV]) == 1:
+    return None  # one process asked for explicitly
+  missing = [name for name, value in given.items() if value is None]
+  if missing:
+    raise errors.ConfigError(
+        f'A multi-process run needs {", ".join(ENV_VARS)}; '
+        f'{", ".join(missing)} {"is" if len(missing) == 1 else "are"} not '
+        'set. Set all three on every process (experiments/launch.py does '
+        'it for local processes), or none of them for one process.')
+  address = check_address(given[COORDINATOR_ENV], source[COORDINATOR_ENV])
+  count = _parse_int(given[NUM_PROCESSES_ENV], 'number of processes',
+                     source[NUM_PROCESSES_ENV])
+  index = _parse_int(given[PROCESS_ID_ENV], "process's index",
+                     source[PROCESS_ID_ENV])
+  if count < 1:
+    raise errors.ConfigError(
+        f'{source[NUM_PROCESSES_ENV]} = {count}: there must be at least one '
+        'process.')
+  if not 0 <= index < count:
+    raise errors.ConfigError(
+        f'{source[PROCESS_ID_ENV]} = {index} is outside [0, {count}) for '
+        f'{count} processes; number the processes 0 to {count - 1}, with 0 '
+        'on the coordinator host.')
+  return address, count, index
+
+
+def initialize(coordinator_address: str | None = None,
+               num_processes: int | None = None,
+               process_id: int | None = None,
+               timeout_seconds: int = 120) -> None:
+  """Joins the other processes of a run (a no-op for one process).
+
+  Arguments not given are read from `JAL_COORDINATOR_ADDRESS`,
+  `JAL_NUM_PROCESSES` and `JAL_PROCESS_ID`. With none set (or only
+  `JAL_NUM_PROCESSES=1`) jal runs as one process and nothing happens. On
+  CPU the collectives are gloo's. Calling it again with the same settings
+  does nothing. Call it before any other JAX work.
+
+  Args:
+    coordinator_address: `host:port` of process 0, reachable by all.
+    num_processes: how many processes the run has.
+    process_id: this process's index in [0, num_processes).
+    timeout_seconds: how long to wait for every process to join.
+
+  Raises:
+    ConfigError: a setting is missing or malformed (a bad address, an id
+      out of range), or the processes disagree on their number.
+  """
+  global _joined
+  settings = _settings(coordinator_address, num_processes, process_id)
+  if settings is None:
+    return
+  if _joined is not None:
+    if _joined != settings:
+      raise errors.ConfigError(
+          f'jal.distributed is already initialized as {_joined} and cannot '
+          f'join again as {settings}; initialize once per process.')
+    return
+  address, count, index = settings
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(coordinator_address=address,
+                               num_processes=count, process_id=index,
+                               initialization_timeout=timeout_seconds)
+  except Exception as e:  # pylint: disable=broad-except
+    raise errors.ConfigError(
+        f'Process {index} of {count} could not join the coordinator at '
+        f'{address} within {timeout_seconds} s ({type(e).__name__}: '
+        f'{str(e).splitlines()[0] if str(e) else e}). Start every process '
+        'with the same address and count, process 0 first reachable at '
+        'that address (a free port), each id once.') from None
+  _joined = settings
+  counts = gather(np.asarray([count, index], np.int32))
+  if (jax.process_count() != count or np.any(counts[:, 0] != count) or
+      sorted(counts[:, 1].tolist()) != list(range(count))):
+    raise errors.ConfigError(
+        f'The processes disagree on the run: (count, id) per process '
+        f'{counts.tolist()}, JAX sees {jax.process_count()} processes. '
+        'Start every process with the same JAL_NUM_PROCESSES and distinct '
+        'ids.')
+
+
+def num_processes() -> int:
+  return jax.process_count()
+
+
+def process_index() -> int:
+  return jax.process_index()
+
+
+def is_writer() -> bool:
+  """Whether this process writes shared files (process 0)."""
+  return jax.process_index() == 0
+
+
+def gather(tree):
+  """Every process's `tree`, stacked in process order.
+
+  Args:
+    tree: a pytree of arrays whose shapes and dtypes are the same in every
+      process.
+
+  Returns:
+    The tree with NumPy leaves `[P, ...]` (P processes), identical in every
+    process; `x[None]` for one process.
+  """
+  if jax.process_count() == 1:
+    return jax.tree.map(lambda x: np.asarray(x)[None], tree)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  bools = jax.tree.map(lambda x: np.asarray(x).dtype == bool, tree)
+  # Gloo reduces numbers; booleans travel as uint8.
+  tree = jax.tree.map(lambda x: np.asarray(x).astype(np.uint8)
+                      if np.asarray(x).dtype == bool else np.asarray(x), tree)
+  gathered = multihost_utils.process_allgather(tree, tiled=False)
+  return jax.tree.map(lambda x, b: np.asarray(x).astype(bool) if b
+                      else np.asarray(x), gathered, bools)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches `barrier(name)` (no-op for one)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def process_rows(num_rows: int):
+  """This process's contiguous shard of `num_rows` pool rows.
+
+  Returns:
+    `jal.stream.Rows`; shard sizes differ by at most one, lower processes
+    holding the larger ones.
+  """
+  from jal import stream  # pylint: disable=g-import-not-at-top
+  return stream.shard_rows(num_rows, jax.process_count(), jax.process_index())
+
+
+def checksum(tree) -> np.ndarray:
+  """[2] uint32, a hash of `tree`'s leaves (bytes, shapes and dtypes)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    if jax.dtypes.issubdtype(getattr(leaf, 'dtype', None),
+                             jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
+    leaf = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f'{leaf.dtype}{leaf.shape}'.encode())
+    digest.update(leaf.tobytes())
+  return np.frombuffer(digest.digest()[:8], np.uint32).copy()
+
+
+def check_replicated(tree, what: str) -> None:
+  """Raises `ReplicationError` unless `tree` is bitwise equal everywhere.
+
+  Args:
+    tree: a pytree that every process must hold the same (e.g. the trained
+      model's variables, the labeled mask).
+    what: what it is, for the message.
+  """
+  if jax.process_count() == 1:
+    return
+  sums = gather(checksum(tree))
+  differ = [i for i in range(sums.shape[0]) if np.any(sums[i] != sums[0])]
+  if differ:
+    raise ReplicationError(
+        f'{what} differs between processes (processes {differ} differ from '
+        'process 0). Every process must run the same jal and JAX versions '
+        'with the same config, data and work directory (a directory that '
+        'all hosts share) on the same kind of machine; results are not '
+        'comparable otherwise.')
