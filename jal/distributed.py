@@ -22,6 +22,7 @@ others when one dies).
 """
 
 import hashlib
+import json
 import os
 import re
 
@@ -206,6 +207,46 @@ def gather(tree):
                       else np.asarray(x), gathered, bools)
 
 
+def broadcast(tree):
+  """Process 0's `tree` in every process (itself for one process).
+
+  Args:
+    tree: a pytree of arrays (PRNG keys allowed) whose structure, shapes and
+      dtypes are the same in every process; only process 0's values count.
+  """
+  if jax.process_count() == 1:
+    return tree
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  leaves, treedef = jax.tree.flatten(tree)
+  impls = [jax.random.key_impl(x) if jax.dtypes.issubdtype(
+      getattr(x, 'dtype', None), jax.dtypes.prng_key) else None
+           for x in leaves]
+  raw = [np.asarray(jax.random.key_data(x)) if impl is not None
+         else np.asarray(x) for x, impl in zip(leaves, impls)]
+  # As unsigned integers of the same width: the sum with the zeros of the
+  # other processes is then exact, bit for bit (-0.0 and NaNs included).
+  sent = multihost_utils.broadcast_one_to_all(
+      [np.ascontiguousarray(x).view(f'u{x.dtype.itemsize}') for x in raw])
+  out = []
+  for x, r, impl in zip(sent, raw, impls):
+    x = np.asarray(x).astype(f'u{r.dtype.itemsize}').view(r.dtype).reshape(
+        r.shape)
+    out.append(jax.random.wrap_key_data(x, impl=impl) if impl is not None
+               else x)
+  return jax.tree.unflatten(treedef, out)
+
+
+def broadcast_json(value):
+  """Process 0's JSON-serializable `value` in every process."""
+  if jax.process_count() == 1:
+    return value
+  data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+  size = int(broadcast(np.int32(data.size)))
+  padded = np.zeros((size,), np.uint8)
+  padded[:min(size, data.size)] = data[:size]
+  return json.loads(broadcast(padded).tobytes().decode())
+
+
 def barrier(name: str) -> None:
   """Waits until every process reaches `barrier(name)` (no-op for one)."""
   if jax.process_count() > 1:
@@ -253,6 +294,6 @@ def check_replicated(tree, what: str) -> None:
     raise ReplicationError(
         f'{what} differs between processes (processes {differ} differ from '
         'process 0). Every process must run the same jal and JAX versions '
-        'with the same config, data and work directory (a directory that '
-        'all hosts share) on the same kind of machine; results are not '
-        'comparable otherwise.')
+        'with the same config and data on the same kind of machine (CPU '
+        'type, device count), or its results differ from a one-process '
+        'run.')

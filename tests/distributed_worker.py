@@ -1,0 +1,127 @@
+"""One process of the multi-process tests (started by experiments/launch.py).
+
+  python tests/distributed_worker.py smoke OUT.json
+  python tests/distributed_worker.py select OUT.json [STRATEGY ...]
+  python tests/distributed_worker.py run WORKDIR STRATEGY [KILL_AFTER_ROUND]
+
+`smoke` exercises the collectives; `select` trains one round's model and
+writes the sharded selection of every tested strategy; `run` runs an
+experiment with `jal.distributed_loop`, and with KILL_AFTER_ROUND process 1
+kills itself (SIGKILL) once that round is saved. Process 0 writes OUT.json.
+The config and dataset builders are shared with tests/test_distributed.py.
+"""
+
+import json
+import os
+import signal
+import sys
+
+import numpy as np
+
+from jal import config as config_lib
+from jal import data as data_lib
+from jal import distributed
+
+STRATEGIES = ('entropy', 'bald', 'kcenter', 'badge')
+
+
+def make_dataset() -> data_lib.Dataset:
+  """Blobs with 301 pool rows (shards of 151 and 150), rows 280–300
+  copying rows 0–20 so that scores tie across the two shards."""
+  from tests import synthetic  # pylint: disable=g-import-not-at-top
+  base = synthetic.make_blobs_dataset(num_pool=280, num_test=60, seed=3)
+  images = np.concatenate([base.pool_images, base.pool_images[:21]])
+  labels = np.concatenate([base.pool_labels, base.pool_labels[:21]])
+  return data_lib.Dataset(images, labels, base.test_images, base.test_labels,
+                          base.num_classes, 'blobs_dup')
+
+
+def make_config(strategy: str = 'entropy'):
+  config = config_lib.default()
+  config.strategy = strategy
+  config.num_epochs = 3
+  config.initial_size = 20
+  config.query_size = 10
+  config.num_rounds = 3
+  config.eval_chunk = 64
+  config.posterior_samples = 4
+  config.stopping.stop_set_size = 50
+  return config
+
+
+def _write(path: str, value) -> None:
+  if distributed.is_writer():
+    with open(path, 'w') as f:
+      json.dump(value, f)
+
+
+def smoke(out: str) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  index = jax.process_index()
+  gathered = distributed.gather({'id': np.int32(index),
+                                 'flags': np.asarray([True, index == 1])})
+  sent = distributed.broadcast({'x': np.asarray([-0.0, 1.5 + index],
+                                                np.float32),
+                                'key': jax.random.key(7 + index)})
+  records = distributed.broadcast_json([{'round': 0, 'from': index}])
+  refused = None
+  try:
+    distributed.check_replicated(np.arange(3) + index, 'a shifted range')
+  except distributed.ReplicationError as e:
+    refused = str(e)
+  distributed.check_replicated(np.arange(3), 'a range')
+  rows = distributed.process_rows(301)
+  all_rows = distributed.gather(np.asarray(rows, np.int32))
+  _write(out, dict(
+      count=distributed.num_processes(), ids=gathered['id'].tolist(),
+      flags=gathered['flags'].tolist(),
+      x_bits=np.asarray(sent['x']).view(np.uint32).tolist(),
+      key=np.asarray(jax.random.key_data(sent['key'])).tolist(),
+      records=records, refused=refused, rows=all_rows.tolist()))
+
+
+def select(out: str, *strategies: str) -> None:
+  from jal import loop  # pylint: disable=g-import-not-at-top
+  from jal import sharded  # pylint: disable=g-import-not-at-top
+  dataset = make_dataset()
+  selections = {}
+  for strategy in strategies or STRATEGIES:
+    exp, data = loop.setup(make_config(strategy), dataset)
+    state = loop.reveal_initial(loop.init_state(exp, data, None),
+                                loop.simulated_oracle(
+                                    exp.config, dataset.pool_labels,
+                                    dataset.num_classes))
+    trained = loop.RoundFns(exp).train(data, state)
+    distributed.check_replicated(trained.variables, 'the model')
+    selected, _ = sharded.query_round(exp, data, trained, state)
+    selections[strategy] = np.asarray(selected).tolist()
+  _write(out, selections)
+
+
+def run(workdir: str, strategy: str, kill_after: int | None) -> None:
+  from jal import distributed_loop  # pylint: disable=g-import-not-at-top
+
+  def on_round(record):
+    if (kill_after is not None and record['round'] == kill_after and
+        distributed.process_index() == 1):
+      os.kill(os.getpid(), signal.SIGKILL)
+
+  distributed_loop.run(make_config(strategy), workdir, make_dataset(),
+                       on_round=on_round)
+
+
+def main(argv):
+  distributed.initialize()
+  mode, *args = argv[1:]
+  if mode == 'smoke':
+    smoke(*args)
+  elif mode == 'select':
+    select(*args)
+  elif mode == 'run':
+    run(args[0], args[1], int(args[2]) if len(args) > 2 else None)
+  else:
+    sys.exit(f'unknown mode {mode!r}')
+
+
+if __name__ == '__main__':
+  main(sys.argv)

@@ -1,0 +1,217 @@
+"""Multi-process jal: `jal.distributed`, `jal.sharded`, `jal.distributed_loop`
+and `experiments/launch.py`, with two processes on 127.0.0.1 (gloo).
+
+The two-process runs go through the launcher with `tests/distributed_worker.py`;
+their results are compared with the same work done in this (one) process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jal import distributed
+from jal import distributed_loop
+from jal import errors
+from jal import loop
+from jal import sharded
+from tests import distributed_worker as worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCH = os.path.join(ROOT, 'experiments', 'launch.py')
+WORKER = os.path.join(ROOT, 'tests', 'distributed_worker.py')
+
+
+def launch(*args, num_processes=2, timeout=240):
+  """Runs the launcher with `args` after `--`; returns the CompletedProcess."""
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''))
+  for name in distributed.ENV_VARS:
+    env.pop(name, None)
+  return subprocess.run(
+      [sys.executable, LAUNCH, f'--num_processes={num_processes}', '--',
+       *args], env=env, capture_output=True, text=True, timeout=timeout,
+      cwd=ROOT, check=False)
+
+
+def run_worker(*args, **kwargs):
+  return launch(sys.executable, WORKER, *args, **kwargs)
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+  for name in distributed.ENV_VARS:
+    monkeypatch.delenv(name, raising=False)
+
+
+# ------------------------------------------------------------ initialize
+
+
+def test_one_process_without_settings(no_env):
+  distributed.initialize()  # a no-op
+  assert distributed.num_processes() == 1 and distributed.is_writer()
+  tree = {'a': np.arange(3), 'b': np.float32(2)}
+  gathered = distributed.gather(tree)
+  assert gathered['a'].shape == (1, 3) and gathered['b'].shape == (1,)
+  assert distributed.broadcast(tree) is tree
+  distributed.check_replicated(tree, 'a tree')
+  distributed.barrier('nothing')
+
+
+@pytest.mark.parametrize('settings, message', [
+    (dict(coordinator_address='localhost', num_processes=2, process_id=0),
+     'not host:port'),
+    (dict(coordinator_address='127.0.0.1:70000', num_processes=2,
+          process_id=0), 'not host:port'),
+    (dict(coordinator_address='127.0.0.1:1234', num_processes=2,
+          process_id=2), r'outside \[0, 2\)'),
+    (dict(coordinator_address='127.0.0.1:1234', num_processes='two',
+          process_id=0), 'non-negative integer'),
+    (dict(coordinator_address='127.0.0.1:1234', num_processes=0,
+          process_id=0), 'at least one process'),
+    (dict(coordinator_address='127.0.0.1:1234'),
+     'JAL_NUM_PROCESSES, JAL_PROCESS_ID are not set'),
+])
+def test_initialize_refuses_bad_settings(no_env, settings, message):
+  with pytest.raises(errors.ConfigError, match=message):
+    distributed.initialize(**settings)
+
+
+def test_initialize_reads_the_environment(no_env, monkeypatch):
+  monkeypatch.setenv(distributed.COORDINATOR_ENV, '127.0.0.1:1234')
+  monkeypatch.setenv(distributed.NUM_PROCESSES_ENV, '2')
+  monkeypatch.setenv(distributed.PROCESS_ID_ENV, '5')
+  assert distributed.requested()
+  with pytest.raises(errors.ConfigError, match='JAL_PROCESS_ID = 5'):
+    distributed.initialize()
+
+
+def test_unsupported_strategies_are_refused():
+  from jal import acquisition  # pylint: disable=g-import-not-at-top
+  for name in ('entropy', 'bald', 'margin', 'kcenter', 'badge'):
+    sharded.check_supported(acquisition.get(name))
+  with pytest.raises(errors.ConfigError, match='batchbald'):
+    sharded.check_supported(acquisition.get('batchbald'))
+
+
+def test_badge_one_shard_matches_in_memory():
+  """The sharded BADGE loop on one process's full pool is `badge_select`."""
+  from jal import stream  # pylint: disable=g-import-not-at-top
+  from jal.acquisition import badge  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  n = 97
+  logits = rng.normal(size=(n, 4)).astype(np.float32)
+  log_probs = np.array(jax.nn.log_softmax(logits))
+  h = rng.normal(size=(n, 6)).astype(np.float32)
+  h[50:60] = h[:10]  # duplicates
+  log_probs[50:60] = log_probs[:10]
+  candidates = rng.random(n) > 0.2
+  key = jax.random.key(3)
+  expected = badge.badge_select(key, jnp.asarray(log_probs), jnp.asarray(h),
+                                jnp.asarray(candidates), 12)
+  got = sharded.badge_select(key, log_probs, h, candidates,
+                             stream.Rows(0, n), n, 12)
+  np.testing.assert_array_equal(got, expected)
+
+
+# ------------------------------------------------------------ two processes
+
+
+def test_launcher_two_processes_collectives(tmp_path):
+  out = tmp_path / 'smoke.json'
+  result = run_worker('smoke', str(out))
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert '[0] ' in result.stdout and '[1] ' in result.stdout
+  got = json.loads(out.read_text())
+  assert got['count'] == 2 and got['ids'] == [0, 1]
+  assert got['flags'] == [[True, False], [True, True]]
+  # process 0's values, bit for bit (-0.0 stays -0.0)
+  assert got['x_bits'] == np.asarray([-0.0, 1.5], np.float32).view(
+      np.uint32).tolist()
+  assert got['key'] == [0, 7]
+  assert got['records'] == [{'round': 0, 'from': 0}]
+  assert 'differs between processes' in got['refused']
+  assert got['rows'] == [[0, 151], [151, 301]]
+
+
+def test_launcher_stops_the_others_when_one_fails():
+  code = ('import os, sys, time\n'
+          'if os.environ["JAL_PROCESS_ID"] == "1": sys.exit(3)\n'
+          'time.sleep(120)\n')
+  result = launch(sys.executable, '-c', code, timeout=60)
+  assert result.returncode == 3
+  assert 'process 1 exited with status 3' in result.stderr
+
+
+def test_launcher_without_command():
+  result = launch(timeout=60)
+  assert result.returncode == 1 and 'no command' in result.stderr
+
+
+def _one_process_selection(strategy):
+  dataset = worker.make_dataset()
+  exp, data = loop.setup(worker.make_config(strategy), dataset)
+  state = loop.reveal_initial(
+      loop.init_state(exp, data, None),
+      loop.simulated_oracle(exp.config, dataset.pool_labels,
+                            dataset.num_classes))
+  fns = loop.RoundFns(exp)
+  trained = fns.train(data, state)
+  selected, _ = fns.query(data, trained, state)
+  return np.asarray(selected).tolist()
+
+
+def test_two_processes_select_what_one_selects(tmp_path):
+  out = tmp_path / 'selected.json'
+  result = run_worker('select', str(out), *worker.STRATEGIES)
+  assert result.returncode == 0, result.stdout + result.stderr
+  got = json.loads(out.read_text())
+  for strategy in worker.STRATEGIES:
+    assert got[strategy] == _one_process_selection(strategy), strategy
+
+
+def _without_timings(records):
+  return [{k: v for k, v in r.items() if not k.endswith('_seconds')}
+          for r in records]
+
+
+def test_killed_two_process_run_resumes(tmp_path):
+  workdir = str(tmp_path / 'two')
+  killed = run_worker('run', workdir, 'badge', '1')
+  assert killed.returncode != 0
+  assert 'process 1 was killed by signal 9' in killed.stderr, (
+      killed.stdout + killed.stderr)
+  with open(os.path.join(workdir, 'results.jsonl')) as f:
+    assert len(f.readlines()) == 2  # rounds 0 and 1 were saved
+  resumed = run_worker('run', workdir, 'badge')
+  assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  reference = str(tmp_path / 'one')
+  loop.run(worker.make_config('badge'), reference, worker.make_dataset())
+  with open(os.path.join(workdir, 'results.jsonl')) as f:
+    two = [json.loads(line) for line in f]
+  with open(os.path.join(reference, 'results.jsonl')) as f:
+    one = [json.loads(line) for line in f]
+  assert _without_timings(two) == _without_timings(one)
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    assert json.load(f)['aubc'] == pytest.approx(
+        json.load(open(os.path.join(reference, 'summary.json')))['aubc'])
+
+
+def test_distributed_loop_in_one_process(tmp_path):
+  """Without JAL_* settings the distributed loop is `loop.run`'s experiment."""
+  config = worker.make_config('entropy')
+  config.num_rounds = 1
+  dataset = worker.make_dataset()
+  summary = distributed_loop.run(config, str(tmp_path / 'a'), dataset)
+  reference = loop.run(config, str(tmp_path / 'b'), dataset)
+  assert summary['test_accuracy'] == reference['test_accuracy']
+  with open(tmp_path / 'a' / 'results.jsonl') as f:
+    a = [json.loads(line)['selected'] for line in f]
+  with open(tmp_path / 'b' / 'results.jsonl') as f:
+    b = [json.loads(line)['selected'] for line in f]
+  assert a == b
