@@ -33,6 +33,11 @@ def launch(*args, num_processes=2, timeout=240):
              os.environ.get('PYTHONPATH', ''))
   for name in distributed.ENV_VARS:
     env.pop(name, None)
+  cache = os.environ.get('JAL_TEST_COMPILATION_CACHE')  # tests/conftest.py
+  if cache:  # the workers share the session's compilation cache
+    env.update(JAX_COMPILATION_CACHE_DIR=cache,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
   return subprocess.run(
       [sys.executable, LAUNCH, f'--num_processes={num_processes}', '--',
        *args], env=env, capture_output=True, text=True, timeout=timeout,
