@@ -6,7 +6,8 @@
 
 `smoke` exercises the collectives; `select` trains one round's model and
 writes the sharded selection of every tested strategy; `run` runs an
-experiment with `jal.distributed_loop`, and with KILL_AFTER_ROUND process 1
+experiment (`make_config`: the first 301 digits) with
+`jal.distributed_loop`, and with KILL_AFTER_ROUND process 1
 kills itself (SIGKILL) once that round is saved. Process 0 writes OUT.json.
 The config and dataset builders are shared with tests/test_distributed.py.
 """
@@ -36,17 +37,26 @@ def make_dataset() -> data_lib.Dataset:
                           base.num_classes, 'blobs_dup')
 
 
+# The experiment of the tests, as fields of the default config; the `run`
+# mode loads its data from the config: the first 301 digits.
+SETTINGS = dict(num_epochs=3, initial_size=20, query_size=10, num_rounds=3,
+                eval_chunk=64, posterior_samples=4, pool_size=301)
+
+
 def make_config(strategy: str = 'entropy'):
   config = config_lib.default()
   config.strategy = strategy
-  config.num_epochs = 3
-  config.initial_size = 20
-  config.query_size = 10
-  config.num_rounds = 3
-  config.eval_chunk = 64
-  config.posterior_samples = 4
+  for name, value in SETTINGS.items():
+    setattr(config, name, value)
   config.stopping.stop_set_size = 50
   return config
+
+
+def run_flags(strategy: str) -> list[str]:
+  """`experiments/run.py` flags giving `make_config(strategy)`."""
+  return ([f'--config.strategy={strategy}'] +
+          [f'--config.{name}={value}' for name, value in SETTINGS.items()] +
+          ['--config.stopping.stop_set_size=50'])
 
 
 def _write(path: str, value) -> None:
@@ -106,8 +116,7 @@ def run(workdir: str, strategy: str, kill_after: int | None) -> None:
         distributed.process_index() == 1):
       os.kill(os.getpid(), signal.SIGKILL)
 
-  distributed_loop.run(make_config(strategy), workdir, make_dataset(),
-                       on_round=on_round)
+  distributed_loop.run(make_config(strategy), workdir, on_round=on_round)
 
 
 def main(argv):

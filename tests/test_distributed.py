@@ -186,6 +186,8 @@ def _without_timings(records):
 
 
 def test_killed_two_process_run_resumes(tmp_path):
+  """Process 1 dies after round 1; the launcher stops process 0; the run
+  started again (by experiments/run.py) ends as the one-process run does."""
   workdir = str(tmp_path / 'two')
   killed = run_worker('run', workdir, 'badge', '1')
   assert killed.returncode != 0
@@ -193,18 +195,22 @@ def test_killed_two_process_run_resumes(tmp_path):
       killed.stdout + killed.stderr)
   with open(os.path.join(workdir, 'results.jsonl')) as f:
     assert len(f.readlines()) == 2  # rounds 0 and 1 were saved
-  resumed = run_worker('run', workdir, 'badge')
+  resumed = launch(sys.executable, os.path.join(ROOT, 'experiments', 'run.py'),
+                   *worker.run_flags('badge'), f'--workdir={workdir}')
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  assert '[0] round   3' in resumed.stdout and '[1] round' not in (
+      resumed.stdout)
   reference = str(tmp_path / 'one')
-  loop.run(worker.make_config('badge'), reference, worker.make_dataset())
+  one_summary = loop.run(worker.make_config('badge'), reference)
   with open(os.path.join(workdir, 'results.jsonl')) as f:
     two = [json.loads(line) for line in f]
   with open(os.path.join(reference, 'results.jsonl')) as f:
     one = [json.loads(line) for line in f]
   assert _without_timings(two) == _without_timings(one)
   with open(os.path.join(workdir, 'summary.json')) as f:
-    assert json.load(f)['aubc'] == pytest.approx(
-        json.load(open(os.path.join(reference, 'summary.json')))['aubc'])
+    two_summary = json.load(f)
+  assert two_summary['aubc'] == one_summary['aubc']
+  assert sorted(os.listdir(workdir)) == sorted(os.listdir(reference))
 
 
 def test_distributed_loop_in_one_process(tmp_path):
