@@ -115,6 +115,15 @@ class OffsetSource:
           f'[{self._rows.start}, {self._rows.stop}).')
     return self._local[start - self._rows.start:stop - self._rows.start]
 
+  def take(self, indices) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.size and (indices.min() < self._rows.start or
+                         indices.max() >= self._rows.stop):
+      raise errors.ConfigError(
+          f'Rows {indices.tolist()} were read from a process holding only '
+          f'[{self._rows.start}, {self._rows.stop}).')
+    return self._local[indices - self._rows.start]
+
 
 @functools.partial(jax.jit, static_argnames=('include_bias',))
 def _badge_local_start(log_probs, embeddings, candidates, include_bias):
