@@ -31,6 +31,8 @@ one (even at −inf), ties go to the lower index.
 """
 
 import functools
+import json
+import mmap
 import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -104,6 +106,10 @@ class ArraySource:
     """Rows [start, stop) as an array [stop − start, *row_shape]."""
     return self.array[start:stop]
 
+  def take(self, indices) -> np.ndarray:
+    """Rows at `indices` [m] as an array [m, *row_shape] (only those read)."""
+    return self.array[np.asarray(indices)]
+
 
 _NPY_MAGIC = b'\x93NUMPY'
 
@@ -147,6 +153,32 @@ class NpySource(ArraySource):
     _check_rows(shape, dtype, path)
     self.path = path
     super().__init__(np.load(path, mmap_mode='r'))
+    self._map = getattr(self.array, '_mmap', None)
+    self._base = 0
+    if self._map is not None and hasattr(self._map, 'madvise'):
+      view = np.frombuffer(self._map, np.uint8)
+      self._base = view.ctypes.data
+      del view  # an exported buffer would keep the map from closing
+    else:
+      self._map = None
+
+  def read(self, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop), copied out of the map.
+
+    The pages read are then dropped from this process's mapping
+    (`MADV_DONTNEED`; they stay in the page cache), so its resident memory
+    follows the chunk rather than growing with every row read.
+    """
+    rows = self.array[start:stop]
+    out = np.array(rows)
+    if self._map is not None and out.nbytes:
+      page = mmap.PAGESIZE
+      lo = rows.ctypes.data - self._base
+      hi = lo + out.nbytes
+      lo -= lo % page
+      hi = min(len(self._map), -(-hi // page) * page)
+      self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    return out
 
 
 def _check_rows(shape, dtype, name) -> None:
@@ -197,6 +229,16 @@ def _chunks(source, rows: Rows, chunk_size: int):
           [x, np.zeros((chunk_size - (stop - start),) + x.shape[1:],
                        x.dtype)])
     yield start, stop - start, x
+
+
+def _take(source, indices: np.ndarray) -> np.ndarray:
+  """Rows of `source` at sorted `indices`: `source.take` if it has one, else
+  one `read` per row."""
+  if hasattr(source, 'take'):
+    return np.asarray(source.take(indices))
+  if not len(indices):
+    return np.zeros((0,) + tuple(source.row_shape), source.dtype)
+  return np.concatenate([np.asarray(source.read(i, i + 1)) for i in indices])
 
 
 def single_process(tree):
@@ -539,3 +581,545 @@ def streamed_query_round(exp, trained, state, source, query_size=None, *,
       np.asarray(state.labeled_mask), query_size or exp.config.query_size,
       chunk_size=chunk_size, rows=rows, gather=gather)
   return selected, state.strategy_state
+
+
+# -------------------------------------------------------- embedding cache
+
+
+@jax.jit
+def _apply(fn, x):
+  """`fn(x)`, `fn` a `jax.tree_util.Partial` (its arrays traced)."""
+  return fn(x)
+
+
+def _progress_path(path: str) -> str:
+  return path + '.progress.json'
+
+
+def _partial_path(path: str) -> str:
+  return path[:-4] + '.partial.npy' if path.endswith('.npy') else (
+      path + '.partial.npy')
+
+
+def embed_to_npy(embed_chunk: Callable[[jax.Array], jax.Array], source,
+                 path: str | os.PathLike, *, chunk_size: int = DEFAULT_CHUNK,
+                 rows: Rows | None = None, tag: str = '') -> 'NpySource':
+  """Writes `embed_chunk` of every pool row to an [N, D] `.npy`, chunk by chunk.
+
+  The file is written as `<path minus .npy>.partial.npy` through
+  `np.lib.format.open_memmap`, and renamed to `path` once complete, so
+  `path` never holds a partial cache. Progress is recorded after every chunk
+  (`path + '.progress.json'`): a run killed midway resumes at the first chunk
+  not yet written when called again with the same pool size, chunk size,
+  rows and `tag` (name the model in `tag`, e.g. the round, so that a cache
+  of another model is never resumed); otherwise it starts afresh.
+
+  Args:
+    embed_chunk: `embed_chunk(x [c, ...]) -> [c, D]` float, row i depending
+      only on row i (e.g. a `jax.tree_util.Partial` over model variables).
+    source: the pool (a source or an array).
+    path: the `.npy` file to write (replaced if it exists).
+    chunk_size: rows per chunk.
+    rows: the rows to embed (default all). The file still has N rows (a
+      sparse file: rows outside stay zero and take no disk), so each of many
+      processes can write its own shard to its own file and read it back
+      with global row indices (`streamed_kcenter(..., rows=rows)`).
+    tag: identifies the model whose embeddings these are (for resuming).
+
+  Returns:
+    An `NpySource` over the written file.
+
+  Raises:
+    ConfigError: `embed_chunk` does not return [c, D] floats; a bad argument.
+  """
+  path = os.fspath(path)
+  source = as_source(source)
+  n = source.num_rows
+  checks.positive_int(chunk_size, 'chunk_size')
+  rows = _rows(rows, n)
+  embed_chunk = _as_partial(embed_chunk)
+  chunk = max(1, min(chunk_size, rows.size))
+  spec = jax.eval_shape(
+      embed_chunk,
+      jax.ShapeDtypeStruct((chunk,) + tuple(source.row_shape), source.dtype))
+  if (len(getattr(spec, 'shape', ())) != 2 or spec.shape[0] != chunk
+      or not jnp.issubdtype(spec.dtype, jnp.floating)):
+    raise errors.ConfigError(
+        f'embed_chunk must map a chunk [{chunk}, ...] to [{chunk}, D] floats, '
+        f'got {getattr(spec, "shape", spec)}.')
+  dim = spec.shape[1]
+  header = dict(num_rows=n, dim=dim, dtype=np.dtype(spec.dtype).str,
+                chunk_size=chunk, rows=list(rows), tag=str(tag))
+  partial, progress = _partial_path(path), _progress_path(path)
+  done = rows.start
+  try:
+    with open(progress) as f:
+      record = json.load(f)
+    if record.get('header') == header and os.path.isfile(partial):
+      done = int(record['done'])
+  except (OSError, ValueError, KeyError, TypeError):
+    pass
+  if done == rows.start:
+    out = np.lib.format.open_memmap(partial, mode='w+', dtype=spec.dtype,
+                                    shape=(n, dim))
+  else:
+    out = np.lib.format.open_memmap(partial, mode='r+')
+  pending = None  # write a chunk while the next one computes
+  for start, valid, x in _chunks(source, Rows(done, rows.stop), chunk):
+    result = _apply(embed_chunk, x)
+    if pending is not None:
+      _write_chunk(out, *pending, progress, header)
+    pending = (start, valid, result)
+  if pending is not None:
+    _write_chunk(out, *pending, progress, header)
+  out.flush()
+  del out
+  os.replace(partial, path)
+  if os.path.exists(progress):
+    os.remove(progress)
+  return NpySource(path)
+
+
+def _write_chunk(out, start, valid, result, progress, header) -> None:
+  out[start:start + valid] = np.asarray(result)[:valid]
+  out.flush()
+  tmp = progress + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(dict(header=header, done=start + valid), f)
+  os.replace(tmp, progress)
+
+
+# ----------------------------------------------- k-center and k-means
+
+
+def _features(features) -> tuple[Any, int, int]:
+  """Checks a features source: [N, D] floats. Returns (source, N, D)."""
+  source = as_source(features)
+  if len(source.row_shape) != 1 or not np.issubdtype(source.dtype,
+                                                      np.floating):
+    raise errors.ConfigError(
+        f'features must be [N, D] floats, got rows of shape '
+        f'{tuple(source.row_shape)} and dtype {source.dtype}.')
+  return source, source.num_rows, source.row_shape[0]
+
+
+class _Pool:
+  """This process's rows of a features source in fixed-size chunks, with
+  per-chunk state on the device (squared norms, minimum distances, which
+  rows may still be picked); the features themselves stay on disk."""
+
+  def __init__(self, source, rows: Rows, chunk_size: int):
+    self.source, self.rows = source, rows
+    self.chunk = max(1, min(chunk_size, rows.size))
+    self.starts = list(range(rows.start, rows.stop, self.chunk))
+
+  def __iter__(self):
+    """Yields (chunk number, start, valid, x [chunk, D])."""
+    for i, (start, valid, x) in enumerate(_chunks(self.source, self.rows,
+                                                  self.chunk)):
+      yield i, start, valid, x
+
+  def local(self, array: np.ndarray, fill) -> list[np.ndarray]:
+    """A global [N] host array cut into this process's padded chunks."""
+    out = []
+    for start in self.starts:
+      valid = min(self.chunk, self.rows.stop - start)
+      piece = np.full((self.chunk,), fill, array.dtype)
+      piece[:valid] = array[start:start + valid]
+      out.append(piece)
+    return out
+
+
+def _better(value, index, best_value, best_index):
+  """(value, index) beats the best so far: higher value, ties lower index."""
+  return (value > best_value) | ((value == best_value) & (index < best_index))
+
+
+def _chunk_best(values, start, x, best):
+  """Merges a chunk's best (value, global index, row) into `best`."""
+  pos = jnp.argmax(values)  # the first maximum: the lowest index
+  value, index = values[pos], start + pos.astype(jnp.int32)
+  take = _better(value, index, best[0], best[1])
+  return (jnp.where(take, value, best[0]), jnp.where(take, index, best[1]),
+          jnp.where(take, x[pos], best[2]))
+
+
+def _no_best(dim: int):
+  return (jnp.float32(-jnp.inf), jnp.int32(PAD_INDEX),
+          jnp.zeros((dim,), jnp.float32))
+
+
+def _global_best(gather, best) -> tuple[int, np.ndarray, float]:
+  """Every process's best (value, index, row) → the global one (highest
+  value, ties to the lower index), the same in every process."""
+  values, indices, points = jax.tree.map(np.asarray, gather(best))
+  order = np.lexsort((indices, -values.astype(np.float64)))
+  p = order[0]
+  return int(indices[p]), points[p], float(values[p])
+
+
+@jax.jit
+def _kcenter_init(x, labeled, valid, blocks, blocks_sq, blocks_valid):
+  """A chunk's squared norms, squared distances to the nearest labeled
+  point (`cluster.min_sq_distances_to_subset`'s tiles) and availability."""
+  from jal import cluster  # pylint: disable=g-import-not-at-top
+  x_sq = cluster.sq_norms(x)
+
+  def block(j, min_sq):
+    d = cluster.pairwise_sq_distances(x, blocks[j], x_sq, blocks_sq[j])
+    d = jnp.where(blocks_valid[j][None, :], d, jnp.inf)
+    return jnp.minimum(min_sq, jnp.min(d, axis=1))
+
+  min_sq = jax.lax.fori_loop(0, blocks.shape[0], block,
+                             jnp.full(x_sq.shape, jnp.inf, x.dtype))
+  return x_sq, min_sq, valid & ~labeled
+
+
+@functools.partial(jax.jit, static_argnames='kind')
+def _greedy_step(x, x_sq, min_sq, available, start, point, pick, best,
+                 log_w=None, gumbel=None, *, kind: str):
+  """One chunk of one greedy step: the distances to the last pick `point`
+  (global index `pick`, < 0 for none yet) folded into `min_sq`, the pick
+  made unavailable, and the chunk's best candidate merged into `best`.
+
+  kind 'kcenter': the value is `min_sq` (farthest first). kind 'kmeans++':
+  `cluster.kmeans_plusplus`'s Gumbel-max draw, log w + log d² + g.
+  """
+  from jal import cluster  # pylint: disable=g-import-not-at-top
+  index = start + jnp.arange(x.shape[0], dtype=jnp.int32)
+  min_sq = jnp.where(pick >= 0,
+                     jnp.minimum(min_sq,
+                                 cluster.sq_distances_to(x, point, x_sq)),
+                     min_sq)
+  available = available & (index != pick)
+  if kind == 'kcenter':
+    value = min_sq
+  else:
+    log_mass = log_w + jnp.log(min_sq)
+    value = jnp.where(jnp.isfinite(log_mass), log_mass + gumbel, -1e30)
+  values = jnp.where(available, value, -jnp.inf)
+  return min_sq, available, _chunk_best(values, start, x, best)
+
+
+def _check_pool(labeled_mask, n: int, query_size: int, chunk_size: int,
+                what: str = 'pool points are unlabeled'):
+  labeled_mask = np.asarray(labeled_mask)
+  checks.mask(labeled_mask, 'labeled_mask', n)
+  checks.positive_int(query_size, 'query_size')
+  checks.count_fits(query_size, labeled_mask, 'query_size', what,
+                    count_false=True)
+  checks.positive_int(chunk_size, 'chunk_size')
+  return labeled_mask
+
+
+def _owners(gather, rows: Rows) -> np.ndarray:
+  """[P, 2] every process's (start, stop), in process order."""
+  return np.asarray(gather(np.asarray([rows.start, rows.stop], np.int32)))
+
+
+def _gather_rows(source, gather, rows: Rows, owners: np.ndarray,
+                 indices: np.ndarray, dim: int) -> np.ndarray:
+  """Feature rows at global `indices` [m], each read by the process owning
+  it and exchanged (copied exactly, never summed)."""
+  mine = (indices >= rows.start) & (indices < rows.stop)
+  local = np.zeros((len(indices), dim), np.float32)
+  local[mine] = _take(source, indices[mine])
+  everyone = np.asarray(gather(local))  # [P, m, D]
+  owner = np.searchsorted(owners[:, 1], indices, side='right')
+  owner = np.where(owners[np.minimum(owner, len(owners) - 1), 0] <= indices,
+                   owner, len(owners))
+  if (owner >= len(owners)).any():
+    raise errors.ConfigError(
+        f'Row {int(indices[owner >= len(owners)][0])} belongs to no process: '
+        f'the processes\' rows {owners.tolist()} must cover the pool.')
+  return everyone[owner, np.arange(len(indices))]
+
+
+def streamed_kcenter(features, labeled_mask, query_size: int, *,
+                     chunk_size: int = DEFAULT_CHUNK,
+                     rows: Rows | None = None,
+                     gather: Callable[[Any], Any] | None = None,
+                     subset_chunk: int = 1024) -> np.ndarray:
+  """Greedy k-center over features on disk: `kcenter_select`, exactly.
+
+  The labeled points' features (L × D, read by their owners and gathered)
+  are the initial centres; each process keeps its rows' squared norms and
+  minimum squared distances on the device ([N_local] each) and reads its
+  features from the source once per pick. Each pick: every process's best
+  (value, global index, feature row) is gathered and the global pick is the
+  highest value, ties to the lower index. Distances use the formula and
+  tiles of `jal.cluster`, so the picks equal
+  `jal.acquisition.kcenter.kcenter_select(features, labeled_mask,
+  query_size)`.
+
+  Args:
+    features: [N, D] float source (e.g. `embed_to_npy`'s) or array.
+    labeled_mask: [N] bool over the whole pool.
+    query_size: static number of picks, at most the unlabeled count.
+    chunk_size: rows per chunk.
+    rows: this process's rows (default all).
+    gather: cross-process exchange (see the module docstring).
+    subset_chunk: labeled points per distance tile.
+
+  Returns:
+    [query_size] int32 global indices in pick order, the same in every
+    process.
+  """
+  source, n, dim = _features(features)
+  labeled_mask = _check_pool(labeled_mask, n, query_size, chunk_size)
+  checks.positive_int(subset_chunk, 'subset_chunk')
+  rows = _rows(rows, n)
+  gather = gather or single_process
+  pool = _Pool(source, rows, chunk_size)
+
+  labeled = np.flatnonzero(labeled_mask)
+  s = max(1, min(subset_chunk, len(labeled)))
+  num_blocks = max(1, -(-len(labeled) // s))  # one empty block if none
+  padded = np.concatenate([labeled, np.full(num_blocks * s - len(labeled),
+                                            -1, labeled.dtype)])
+  owners = _owners(gather, rows)
+  blocks = _gather_rows(source, gather, rows, owners,
+                        padded[padded >= 0], dim) if len(labeled) else (
+                            np.zeros((0, dim), np.float32))
+  blocks = np.concatenate([blocks, np.zeros((num_blocks * s - len(labeled),
+                                             dim), np.float32)])
+  blocks = jnp.asarray(blocks.reshape(num_blocks, s, dim))
+  blocks_valid = jnp.asarray((padded >= 0).reshape(num_blocks, s))
+  blocks_sq = jnp.sum(jnp.square(blocks), axis=-1)
+
+  x_sq, min_sq, available = [], [], []
+  labeled_chunks = pool.local(labeled_mask, True)
+  for i, start, valid, x in pool:
+    a, b, c = _kcenter_init(x, labeled_chunks[i],
+                            np.arange(pool.chunk) < valid, blocks, blocks_sq,
+                            blocks_valid)
+    x_sq.append(a), min_sq.append(b), available.append(c)
+
+  picks = np.zeros((query_size,), np.int32)
+  point, pick = jnp.zeros((dim,), jnp.float32), -1
+  for t in range(query_size):
+    best = _no_best(dim)
+    for i, start, valid, x in pool:
+      min_sq[i], available[i], best = _greedy_step(
+          x, x_sq[i], min_sq[i], available[i], np.int32(start), point,
+          np.int32(pick), best, kind='kcenter')
+    pick, point, _ = _global_best(gather, best)
+    picks[t] = pick
+  return picks
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _gumbel_rows(key, t, n: int, start: int, size: int):
+  """Rows [start, start + size) of `gumbel(fold_in(key, t), [N])`, the
+  draw `cluster.kmeans_plusplus` makes at step t over the whole pool."""
+  g = jax.random.gumbel(jax.random.fold_in(key, t), (n,))
+  return jax.lax.slice_in_dim(g, start, start + size)
+
+
+def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
+                    num_centres: int, gather) -> tuple[np.ndarray, np.ndarray]:
+  """`cluster.kmeans_plusplus` over the streamed pool (Euclidean): the seed
+  indices [k] and their feature rows [k, D]."""
+  eligible = weights > 0
+  log_w = np.log(np.where(eligible, weights, 1.0)).astype(np.float32)
+  log_w_chunks = pool.local(log_w, 0.0)
+  available = [jnp.asarray(a) for a in pool.local(eligible, False)]
+  rows = pool.rows
+  x_sq, min_sq = [], []
+  seeds = np.zeros((num_centres,), np.int32)
+  points = np.zeros((num_centres, dim), np.float32)
+  point, pick = jnp.zeros((dim,), jnp.float32), -1
+  for t in range(num_centres):
+    gumbel = _gumbel_rows(key, t, n, rows.start, rows.size)
+    gumbel = jnp.pad(gumbel, (0, len(pool.starts) * pool.chunk - rows.size))
+    best = _no_best(dim)
+    for i, start, valid, x in pool:
+      if t == 0:
+        x_sq.append(jnp.sum(jnp.square(jnp.asarray(x)), axis=-1))
+        min_sq.append(jnp.full((pool.chunk,), jnp.inf, jnp.float32))
+      g = jax.lax.dynamic_slice_in_dim(gumbel, i * pool.chunk, pool.chunk)
+      # Step 0 draws ∝ w: log d² = +inf must not enter, so d² = 1 there.
+      log_w_t = log_w_chunks[i]
+      if t == 0:
+        min_sq_0 = jnp.ones((pool.chunk,), jnp.float32)
+        _, available[i], best = _greedy_step(
+            x, x_sq[i], min_sq_0, available[i], np.int32(start), point,
+            np.int32(-1), best, log_w_t, g, kind='kmeans++')
+      else:
+        min_sq[i], available[i], best = _greedy_step(
+            x, x_sq[i], min_sq[i], available[i], np.int32(start), point,
+            np.int32(pick), best, log_w_t, g, kind='kmeans++')
+    pick, point, _ = _global_best(gather, best)
+    seeds[t], points[t] = pick, point
+  return seeds, points
+
+
+@jax.jit
+def _lloyd_chunk(x, w, centres, sums, mass):
+  """One chunk's weighted sums and mass per nearest centre (`cluster.lloyd`)."""
+  from jal import cluster  # pylint: disable=g-import-not-at-top
+  k = centres.shape[0]
+  d = cluster.pairwise_sq_distances(x, centres,
+                                    y_sq=cluster.sq_norms(centres))
+  nearest = jnp.argmin(d, axis=1)
+  sums = sums + jax.ops.segment_sum(w[:, None] * x, nearest, k)
+  mass = mass + jax.ops.segment_sum(w, nearest, k)
+  return sums, mass
+
+
+def _streamed_lloyd(pool: _Pool, weights: np.ndarray, centres: np.ndarray,
+                    num_iters: int, gather) -> np.ndarray:
+  """`cluster.lloyd` over the streamed pool; per-process sums are gathered
+  and added in process order."""
+  w_chunks = pool.local(weights.astype(np.float32), 0.0)
+  centres = jnp.asarray(centres)
+  for _ in range(num_iters):
+    sums = jnp.zeros_like(centres)
+    mass = jnp.zeros((centres.shape[0],), jnp.float32)
+    for i, _, _, x in pool:
+      sums, mass = _lloyd_chunk(x, w_chunks[i], centres, sums, mass)
+    all_sums, all_mass = jax.tree.map(np.asarray, gather((sums, mass)))
+    sums, mass = all_sums[0], all_mass[0]
+    for p in range(1, all_sums.shape[0]):
+      sums, mass = sums + all_sums[p], mass + all_mass[p]
+    centres = jnp.where(mass[:, None] > 0,
+                        sums / jnp.maximum(mass, 1e-30)[:, None], centres)
+  return np.asarray(centres)
+
+
+def streamed_kmeans(key: jax.Array, features, weights, num_centres: int, *,
+                    num_iters: int = 10, chunk_size: int = DEFAULT_CHUNK,
+                    rows: Rows | None = None,
+                    gather: Callable[[Any], Any] | None = None) -> np.ndarray:
+  """Weighted k-means over features on disk: `cluster.kmeans`'s algorithm.
+
+  k-means++ seeding draws exactly as `cluster.kmeans_plusplus` (step t's
+  Gumbel draw over all N rows, sliced to this process's rows), so the seeds
+  equal the in-memory ones. Lloyd iterations sum each chunk's weighted
+  points per nearest centre; the per-process sums are gathered and added in
+  process order. Sums added in another order round differently: the centres
+  match `cluster.kmeans` to float32 rounding (relative ~1e-6 per
+  iteration) and exactly when every point's nearest centre is clear (well
+  separated data); a point almost equidistant from two centres may be
+  assigned differently, and the centres then differ by its share.
+
+  Args:
+    key: PRNG key for the seeding.
+    features: [N, D] float source or array.
+    weights: [N] float ≥ 0 over the whole pool (0 leaves a point out).
+    num_centres: k, at most the number of positive weights.
+    num_iters: Lloyd iterations.
+    chunk_size: rows per chunk.
+    rows: this process's rows (default all).
+    gather: cross-process exchange (see the module docstring).
+
+  Returns:
+    [k, D] float32 centres, the same in every process.
+  """
+  source, n, dim = _features(features)
+  weights = np.asarray(weights, np.float32)
+  checks.array(weights, 1, 'weights', '[N]')
+  checks.size(weights.shape[0], n, 'weights', 'entries', 'one per point')
+  checks.non_negative(weights, 'weights')
+  checks.positive_int(num_centres, 'num_centres')
+  checks.count_fits(num_centres, weights, 'num_centres',
+                    'weights are positive')
+  checks.int_at_least(num_iters, 0, 'num_iters')
+  checks.positive_int(chunk_size, 'chunk_size')
+  gather = gather or single_process
+  pool = _Pool(source, _rows(rows, n), chunk_size)
+  _, centres = _streamed_seeds(key, pool, n, dim, weights, num_centres,
+                               gather)
+  return _streamed_lloyd(pool, weights, centres, num_iters, gather)
+
+
+@jax.jit
+def _nearest_chunk(x, candidates, start, centres, best_sq, best_index):
+  """A chunk's candidates each assigned to its nearest centre; per centre
+  the nearest candidate so far (ties to the lower index), as in
+  `cluster.nearest_distinct`."""
+  from jal import cluster  # pylint: disable=g-import-not-at-top
+  k = centres.shape[0]
+  d = cluster.pairwise_sq_distances(x, centres,
+                                    y_sq=cluster.sq_norms(centres))
+  nearest = jnp.where(candidates, jnp.argmin(d, axis=1), k)
+  sq = jnp.min(d, axis=1)
+  chunk_sq = jax.ops.segment_min(sq, nearest, k + 1)[:k]
+  index = start + jnp.arange(x.shape[0], dtype=jnp.int32)
+  is_best = candidates & (sq == chunk_sq.at[jnp.minimum(nearest, k - 1)].get(
+      mode='clip'))
+  is_best &= nearest < k
+  chunk_index = jax.ops.segment_min(jnp.where(is_best, index, PAD_INDEX),
+                                    nearest, k + 1)[:k]
+  take = (chunk_sq < best_sq) | ((chunk_sq == best_sq) &
+                                 (chunk_index < best_index))
+  return (jnp.where(take, chunk_sq, best_sq),
+          jnp.where(take, chunk_index, best_index))
+
+
+@jax.jit
+def _nearest_untaken_chunk(x, x_sq, candidates, start, centre, best):
+  """A chunk's candidate nearest to `centre` merged into `best`."""
+  from jal import cluster  # pylint: disable=g-import-not-at-top
+  d = cluster.sq_distances_to(x, centre, x_sq)
+  return _chunk_best(jnp.where(candidates, -d, -jnp.inf), start, x, best)
+
+
+def _streamed_nearest_distinct(pool: _Pool, candidates: np.ndarray,
+                               centres: np.ndarray, gather) -> np.ndarray:
+  """`cluster.nearest_distinct` over the streamed pool."""
+  k, dim = centres.shape
+  centres = jnp.asarray(centres)
+  cand_chunks = pool.local(candidates, False)
+  best_sq = jnp.full((k,), jnp.inf, jnp.float32)
+  best_index = jnp.full((k,), PAD_INDEX, jnp.int32)
+  for i, start, _, x in pool:
+    best_sq, best_index = _nearest_chunk(x, cand_chunks[i], np.int32(start),
+                                         centres, best_sq, best_index)
+  all_sq, all_index = jax.tree.map(np.asarray, gather((best_sq, best_index)))
+  picks = np.full((k,), PAD_INDEX, np.int64)
+  for j in range(k):  # per centre: nearest over processes, ties lower index
+    order = np.lexsort((all_index[:, j], all_sq[:, j].astype(np.float64)))
+    picks[j] = all_index[order[0], j]
+  taken = np.zeros(len(candidates), bool)
+  taken[picks[picks < PAD_INDEX]] = True
+  for j in np.flatnonzero(picks == PAD_INDEX):
+    # A centre that got no candidate: the nearest candidate not yet taken.
+    best = _no_best(dim)
+    free = pool.local(candidates & ~taken, False)
+    for i, start, _, x in pool:
+      x_sq = jnp.sum(jnp.square(jnp.asarray(x)), axis=-1)
+      best = _nearest_untaken_chunk(x, x_sq, free[i], np.int32(start),
+                                    centres[j], best)
+    picks[j], _, _ = _global_best(gather, best)
+    taken[picks[j]] = True
+  return picks.astype(np.int32)
+
+
+def streamed_kmeans_select(key: jax.Array, features, labeled_mask,
+                           query_size: int, *, num_iters: int = 10,
+                           chunk_size: int = DEFAULT_CHUNK,
+                           rows: Rows | None = None,
+                           gather: Callable[[Any], Any] | None = None
+                           ) -> np.ndarray:
+  """The `kmeans` strategy over features on disk.
+
+  k-means with `query_size` centres on the unlabeled rows
+  (`streamed_kmeans`), then the nearest distinct unlabeled row to each
+  centre, as `jal.acquisition.kmeans.kmeans_select(key, features,
+  ~labeled_mask, query_size, num_iters)` does in memory: the same picks on
+  well separated data; otherwise see `streamed_kmeans` on rounding.
+
+  Returns:
+    [query_size] int32 distinct unlabeled global indices, one per centre,
+    the same in every process.
+  """
+  source, n, _ = _features(features)
+  labeled_mask = _check_pool(labeled_mask, n, query_size, chunk_size)
+  weights = (~labeled_mask).astype(np.float32)
+  centres = streamed_kmeans(key, source, weights, query_size,
+                            num_iters=num_iters, chunk_size=chunk_size,
+                            rows=rows, gather=gather)
+  pool = _Pool(source, _rows(rows, n), chunk_size)
+  return _streamed_nearest_distinct(pool, ~labeled_mask, centres,
+                                    gather or single_process)

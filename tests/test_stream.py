@@ -1,6 +1,8 @@
 """Tests of jal.stream: sources, shards, exact streamed top-k and selection."""
 
+import concurrent.futures
 import pickle
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 from jal import acquisition
+from jal import cluster
 from jal import config as config_lib
 from jal import data as data_lib
 from jal import errors
@@ -15,6 +18,8 @@ from jal import loop
 from jal import rounds
 from jal import stream
 from jal.acquisition.base import top_k_unlabeled_first
+from jal.acquisition.kcenter import kcenter_select
+from jal.acquisition.kmeans import kmeans_select
 
 SCORE_STRATEGIES = [name for name in acquisition.names()
                     if acquisition.get(name).score is not None]
@@ -231,18 +236,41 @@ def trained_digits():
 
 
 def test_streamed_query_round_equals_query_round(trained_digits):
-  """Every score strategy on a trained MLP, MC dropout included: the pool
-  streamed in chunks of 97 selects exactly what `query_round` selects."""
+  """A trained MLP, the pool streamed in chunks of 97: entropy and BALD (MC
+  dropout) select exactly what `query_round` selects in memory."""
   config, dataset, data, state, trained = trained_digits
   source = stream.ArraySource(dataset.pool_images)
-  query = jax.jit(rounds.query_round, static_argnums=(0, 4))
-  for name in SCORE_STRATEGIES:
+  for name in ('entropy', 'bald'):
     exp = rounds.make_experiment(config, dataset.pool_images.shape[1:],
                                  dataset.num_classes,
                                  strategy=acquisition.get(name))
-    want, _ = query(exp, data, trained, state, 150)
+    want, _ = rounds.query_round(exp, data, trained, state, 150)
     got, _ = stream.streamed_query_round(exp, trained, state, source, 150,
                                          chunk_size=97)
+    np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
+
+
+def test_streamed_predictions_select_as_in_memory_for_every_strategy(
+    trained_digits):
+  """`experiment_predict_chunk` gives the rows `rounds.predictions` gives:
+  every score strategy selects the same from both."""
+  config, dataset, data, state, trained = trained_digits
+  exp = rounds.make_experiment(config, dataset.pool_images.shape[1:],
+                               dataset.num_classes,
+                               strategy=acquisition.get('bald'))
+  needs = ('log_probs', 'mc_log_probs')
+  key = jax.random.key(5)
+  inputs = rounds.predictions(exp, key, trained, data.pool_images,
+                              state.labeled_mask, needs)
+  predict_chunk = stream.experiment_predict_chunk(exp, trained.variables,
+                                                  needs)
+  labeled = np.asarray(state.labeled_mask)
+  for name in SCORE_STRATEGIES:
+    strategy = acquisition.get(name)
+    want = acquisition.query(strategy, key, inputs, labeled, 150)
+    got = stream.streamed_select(strategy, key, predict_chunk,
+                                 dataset.pool_images, labeled, 150,
+                                 chunk_size=97)
     np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
 
 
@@ -270,3 +298,167 @@ def test_streaming_refuses_what_it_cannot_stream(trained_digits):
                                strategy=acquisition.get('bald'))
   with pytest.raises(errors.ConfigError, match='consistent_dropout'):
     stream.experiment_predict_chunk(exp, trained.variables)
+
+
+# ------------------------------------------------------ embedding cache
+
+
+def _embed(x):
+  return jnp.tanh(x.reshape(x.shape[0], -1) @ jnp.ones((6, 3)) / 6)
+
+
+def test_embed_to_npy_writes_every_row_and_returns_its_source(tmp_path):
+  pool = np.random.default_rng(0).normal(size=(103, 2, 3)).astype(np.float32)
+  out = stream.embed_to_npy(_embed, pool, tmp_path / 'emb.npy', chunk_size=10)
+  assert (out.num_rows, out.row_shape) == (103, (3,))
+  np.testing.assert_allclose(out.read(0, 103), np.asarray(_embed(pool)),
+                             rtol=1e-6)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['emb.npy']
+
+
+def test_embed_to_npy_resumes_after_a_kill(tmp_path):
+  pool = np.random.default_rng(0).normal(size=(50, 6)).astype(np.float32)
+  path = tmp_path / 'emb.npy'
+  seen, kills = [], [30]
+
+  class Killed(Exception):
+    pass
+
+  class Dies(stream.ArraySource):
+    def read(self, start, stop):
+      seen.append(start)
+      if kills and start == kills[0]:
+        kills.pop()
+        raise Killed
+      return super().read(start, stop)
+
+  with pytest.raises(Killed):
+    stream.embed_to_npy(_embed, Dies(pool), path, chunk_size=10, tag='r0')
+  assert not path.exists()  # never a partial cache under the final name
+  seen.clear()
+  out = stream.embed_to_npy(_embed, Dies(pool), path, chunk_size=10,
+                            tag='r0')
+  assert seen[0] == 20  # chunks 0-1 were written before the kill was seen
+  np.testing.assert_allclose(out.read(0, 50), np.asarray(_embed(pool)),
+                             rtol=1e-6)
+  # Another tag (another model) starts afresh.
+  seen.clear()
+  stream.embed_to_npy(_embed, Dies(pool), path, chunk_size=10, tag='r1')
+  assert seen[0] == 0
+
+
+def test_embed_to_npy_shard_writes_only_its_rows(tmp_path):
+  pool = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+  rows = stream.shard_rows(40, 3, 1)
+  out = stream.embed_to_npy(_embed, pool, tmp_path / 'e.npy', chunk_size=4,
+                            rows=rows)
+  got = out.read(0, 40)
+  np.testing.assert_allclose(got[rows.start:rows.stop],
+                             np.asarray(_embed(pool))[rows.start:rows.stop],
+                             rtol=1e-6)
+  assert not got[:rows.start].any() and not got[rows.stop:].any()
+  with pytest.raises(errors.ConfigError, match=r'\[4, D\] floats'):
+    stream.embed_to_npy(lambda x: x.sum(-1), pool, tmp_path / 'f.npy',
+                        chunk_size=4)
+
+
+# ----------------------------------------------- k-center and k-means
+
+
+class ThreadProcesses:
+  """P simulated processes as threads; `gather` exchanges through a barrier
+  exactly as the multi-process one does (leading axis in process order)."""
+
+  def __init__(self, num_processes):
+    self.num = num_processes
+    self.barrier = threading.Barrier(num_processes)
+    self.slots = [None] * num_processes
+
+  def gather(self, p):
+    def gather(tree):
+      self.slots[p] = jax.tree.map(np.asarray, tree)
+      self.barrier.wait()
+      out = jax.tree.map(lambda *xs: np.stack(xs), *self.slots)
+      self.barrier.wait()
+      return out
+    return gather
+
+  def run(self, fn, n):
+    """fn(rows, gather) in every process; returns their results."""
+    with concurrent.futures.ThreadPoolExecutor(self.num) as pool:
+      futures = [pool.submit(fn, stream.shard_rows(n, self.num, p),
+                             self.gather(p)) for p in range(self.num)]
+      return [f.result(timeout=120) for f in futures]
+
+
+def _features_with_duplicates(n, d, num_labeled, seed=0, spread=0.0):
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(8, d)) * spread
+  x = (centres[rng.integers(0, 8, n)] + rng.normal(size=(n, d))).astype(
+      np.float32)
+  dup = min(40, n // 2)
+  x[n // 2:n // 2 + dup] = x[:dup]  # exact duplicates: tied distances
+  labeled = np.zeros(n, bool)
+  labeled[rng.permutation(n)[:num_labeled]] = True
+  return x, labeled
+
+
+@pytest.mark.parametrize('n,d,num_labeled,chunk', [(1000, 16, 30, 97),
+                                                   (600, 130, 0, 64),
+                                                   (900, 32, 500, 1000)])
+def test_streamed_kcenter_equals_kcenter_select(tmp_path, n, d, num_labeled,
+                                                chunk):
+  x, labeled = _features_with_duplicates(n, d, num_labeled)
+  want = np.asarray(kcenter_select(jnp.asarray(x), jnp.asarray(labeled), 30))
+  np.save(tmp_path / 'f.npy', x)
+  source = stream.NpySource(tmp_path / 'f.npy')
+  got = stream.streamed_kcenter(source, labeled, 30, chunk_size=chunk,
+                                subset_chunk=128)
+  np.testing.assert_array_equal(got, want)
+  # Three processes, each holding only its shard's rows.
+  results = ThreadProcesses(3).run(
+      lambda rows, gather: stream.streamed_kcenter(
+          source, labeled, 30, chunk_size=chunk, rows=rows, gather=gather,
+          subset_chunk=128), n)
+  for got in results:
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize('spread', [0.0, 10.0])
+def test_streamed_kmeans_select_matches_kmeans_select(spread):
+  """One process: the seeds, centres and picks equal the in-memory ones
+  (the chunk sums even round alike). Three processes add their sums in
+  another order: centres within 1e-5, picks equal on separated data."""
+  n, d, k = 700, 16, 12
+  x, labeled = _features_with_duplicates(n, d, 40, seed=1, spread=spread)
+  key = jax.random.key(7)
+  weights = (~labeled).astype(np.float32)
+  want_centres = np.asarray(cluster.kmeans(key, jnp.asarray(x),
+                                           jnp.asarray(weights), k, 10))
+  want = np.asarray(kmeans_select(key, jnp.asarray(x), jnp.asarray(weights),
+                                  k))
+  got_centres = stream.streamed_kmeans(key, x, weights, k, chunk_size=97)
+  np.testing.assert_array_equal(got_centres, want_centres)
+  got = stream.streamed_kmeans_select(key, x, labeled, k, chunk_size=97)
+  np.testing.assert_array_equal(got, want)
+  results = ThreadProcesses(3).run(
+      lambda rows, gather: (
+          stream.streamed_kmeans(key, x, weights, k, chunk_size=97,
+                                 rows=rows, gather=gather),
+          stream.streamed_kmeans_select(key, x, labeled, k, chunk_size=97,
+                                        rows=rows, gather=gather)), n)
+  for centres, picks in results:
+    np.testing.assert_array_equal(centres, results[0][0])
+    np.testing.assert_allclose(centres, want_centres, rtol=1e-5, atol=1e-5)
+    if spread:
+      np.testing.assert_array_equal(picks, want)
+
+
+def test_streamed_clustering_errors():
+  x, labeled = _features_with_duplicates(50, 4, 45)
+  with pytest.raises(errors.ConfigError, match='only 5'):
+    stream.streamed_kcenter(x, labeled, 6)
+  with pytest.raises(errors.ConfigError, match=r'\[N, D\] floats'):
+    stream.streamed_kcenter(x.astype(np.int32), labeled, 2)
+  with pytest.raises(errors.ConfigError, match='only 5'):
+    stream.streamed_kmeans_select(jax.random.key(0), x, labeled, 6)
