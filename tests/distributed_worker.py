@@ -90,22 +90,29 @@ def smoke(out: str) -> None:
       records=records, refused=refused, rows=all_rows.tolist()))
 
 
-def select(out: str, *strategies: str) -> None:
+def trained_round(strategies, dataset):
+  """Round 0 of `make_config`'s experiment on `dataset`: one model trained
+  (the same for every strategy: they differ only in the query), then for
+  each strategy its `(experiment, data)`, the state and the trained model."""
   from jal import loop  # pylint: disable=g-import-not-at-top
+  exp, data = loop.setup(make_config(), dataset)
+  state = loop.reveal_initial(loop.init_state(exp, data, None),
+                              loop.simulated_oracle(
+                                  exp.config, dataset.pool_labels,
+                                  dataset.num_classes))
+  trained = loop.RoundFns(exp).train(data, state)
+  return ({s: loop.setup(make_config(s), dataset)[0] for s in strategies},
+          data, state, trained)
+
+
+def select(out: str, *strategies: str) -> None:
   from jal import sharded  # pylint: disable=g-import-not-at-top
-  dataset = make_dataset()
-  selections = {}
-  for strategy in strategies or STRATEGIES:
-    exp, data = loop.setup(make_config(strategy), dataset)
-    state = loop.reveal_initial(loop.init_state(exp, data, None),
-                                loop.simulated_oracle(
-                                    exp.config, dataset.pool_labels,
-                                    dataset.num_classes))
-    trained = loop.RoundFns(exp).train(data, state)
-    distributed.check_replicated(trained.variables, 'the model')
-    selected, _ = sharded.query_round(exp, data, trained, state)
-    selections[strategy] = np.asarray(selected).tolist()
-  _write(out, selections)
+  experiments, data, state, trained = trained_round(
+      strategies or STRATEGIES, make_dataset())
+  distributed.check_replicated(trained.variables, 'the model')
+  _write(out, {s: np.asarray(sharded.query_round(
+      exp, data, trained, state)[0]).tolist()
+               for s, exp in experiments.items()})
 
 
 def run(workdir: str, strategy: str, kill_after: int | None) -> None:

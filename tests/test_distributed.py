@@ -19,6 +19,7 @@ from jal import distributed
 from jal import distributed_loop
 from jal import errors
 from jal import loop
+from jal import rounds
 from jal import sharded
 from tests import distributed_worker as worker
 
@@ -158,26 +159,18 @@ def test_launcher_without_command():
   assert result.returncode == 1 and 'no command' in result.stderr
 
 
-def _one_process_selection(strategy):
-  dataset = worker.make_dataset()
-  exp, data = loop.setup(worker.make_config(strategy), dataset)
-  state = loop.reveal_initial(
-      loop.init_state(exp, data, None),
-      loop.simulated_oracle(exp.config, dataset.pool_labels,
-                            dataset.num_classes))
-  fns = loop.RoundFns(exp)
-  trained = fns.train(data, state)
-  selected, _ = fns.query(data, trained, state)
-  return np.asarray(selected).tolist()
-
-
 def test_two_processes_select_what_one_selects(tmp_path):
+  """entropy, bald, kcenter and badge on a pool whose rows 280–300 copy rows
+  0–20 (ties across the shards [0, 151) and [151, 301))."""
   out = tmp_path / 'selected.json'
   result = run_worker('select', str(out), *worker.STRATEGIES)
   assert result.returncode == 0, result.stdout + result.stderr
   got = json.loads(out.read_text())
-  for strategy in worker.STRATEGIES:
-    assert got[strategy] == _one_process_selection(strategy), strategy
+  experiments, data, state, trained = worker.trained_round(
+      worker.STRATEGIES, worker.make_dataset())
+  for strategy, exp in experiments.items():
+    expected, _ = rounds.query_round(exp, data, trained, state)
+    assert got[strategy] == np.asarray(expected).tolist(), strategy
 
 
 def _without_timings(records):
@@ -189,19 +182,19 @@ def test_killed_two_process_run_resumes(tmp_path):
   """Process 1 dies after round 1; the launcher stops process 0; the run
   started again (by experiments/run.py) ends as the one-process run does."""
   workdir = str(tmp_path / 'two')
-  killed = run_worker('run', workdir, 'badge', '1')
+  killed = run_worker('run', workdir, 'entropy', '1')
   assert killed.returncode != 0
   assert 'process 1 was killed by signal 9' in killed.stderr, (
       killed.stdout + killed.stderr)
   with open(os.path.join(workdir, 'results.jsonl')) as f:
     assert len(f.readlines()) == 2  # rounds 0 and 1 were saved
   resumed = launch(sys.executable, os.path.join(ROOT, 'experiments', 'run.py'),
-                   *worker.run_flags('badge'), f'--workdir={workdir}')
+                   *worker.run_flags('entropy'), f'--workdir={workdir}')
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
   assert '[0] round   3' in resumed.stdout and '[1] round' not in (
       resumed.stdout)
   reference = str(tmp_path / 'one')
-  one_summary = loop.run(worker.make_config('badge'), reference)
+  one_summary = loop.run(worker.make_config('entropy'), reference)
   with open(os.path.join(workdir, 'results.jsonl')) as f:
     two = [json.loads(line) for line in f]
   with open(os.path.join(reference, 'results.jsonl')) as f:
