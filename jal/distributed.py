@@ -154,12 +154,18 @@ def initialize(coordinator_address: str | None = None,
                                num_processes=count, process_id=index,
                                initialization_timeout=timeout_seconds)
   except Exception as e:  # pylint: disable=broad-except
+    reason = (str(e).splitlines()[0] if str(e) else '').rstrip('.')
+    if 'before any JAX' in reason:
+      advice = ('Call jal.distributed.initialize() first, before any other '
+                'JAX work in the process (creating a key or an array '
+                'already starts JAX).')
+    else:
+      advice = ('Start every process with the same address and count, '
+                'process 0 reachable at that address on a free port, each '
+                f'id once, all within {timeout_seconds} s.')
     raise errors.ConfigError(
         f'Process {index} of {count} could not join the coordinator at '
-        f'{address} within {timeout_seconds} s ({type(e).__name__}: '
-        f'{str(e).splitlines()[0] if str(e) else e}). Start every process '
-        'with the same address and count, process 0 first reachable at '
-        'that address (a free port), each id once.') from None
+        f'{address}: {type(e).__name__}: {reason}. {advice}') from None
   _joined = settings
   counts = gather(np.asarray([count, index], np.int32))
   if (jax.process_count() != count or np.any(counts[:, 0] != count) or

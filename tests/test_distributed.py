@@ -97,6 +97,16 @@ def test_initialize_reads_the_environment(no_env, monkeypatch):
     distributed.initialize()
 
 
+def test_initialize_after_jax_work_is_refused(no_env):
+  jax.numpy.zeros(1).block_until_ready()  # JAX has started in this process
+  collectives = jax.config.jax_cpu_collectives_implementation
+  try:
+    with pytest.raises(errors.ConfigError, match='first, before any other'):
+      distributed.initialize('127.0.0.1:1234', 2, 1)
+  finally:
+    jax.config.update('jax_cpu_collectives_implementation', collectives)
+
+
 def test_unsupported_strategies_are_refused():
   from jal import acquisition  # pylint: disable=g-import-not-at-top
   for name in ('entropy', 'bald', 'margin', 'kcenter', 'badge'):
