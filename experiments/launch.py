@@ -21,7 +21,6 @@ with the three variables set, the coordinator being host 0's address:
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,13 +39,6 @@ _PORT = flags.DEFINE_integer(
 _GRACE = flags.DEFINE_float(
     'grace_seconds', 5.0, 'After a process fails, how long the others get '
     'to stop on SIGTERM before SIGKILL.', lower_bound=0.0)
-
-
-def free_port() -> int:
-  """A TCP port on 127.0.0.1 that nothing listens on right now."""
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 def _relay(index: int, stream, lock: threading.Lock) -> None:
@@ -80,7 +72,7 @@ def launch(command: list[str], num_processes: int, port: int = 0,
   0 when every process exits with 0; otherwise the first failure's status
   (128 + signal for a killed process), after the others were stopped.
   """
-  address = f'127.0.0.1:{port or free_port()}'
+  address = f'127.0.0.1:{port or distributed.free_port()}'
   print(f'launch: {num_processes} processes, coordinator {address}: '
         f'{" ".join(command)}', flush=True)
   lock = threading.Lock()

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 
 import jax
 import numpy as np
@@ -175,6 +176,14 @@ def initialize(coordinator_address: str | None = None,
         f'{counts.tolist()}, JAX sees {jax.process_count()} processes. '
         'Start every process with the same JAL_NUM_PROCESSES and distinct '
         'ids.')
+
+
+def free_port(host: str = '127.0.0.1') -> int:
+  """A TCP port on `host` that nothing listens on right now (for a
+  coordinator started soon after; another program may take it meanwhile)."""
+  with socket.socket() as s:
+    s.bind((host, 0))
+    return s.getsockname()[1]
 
 
 def num_processes() -> int:

@@ -21,10 +21,12 @@ from collections.abc import Callable
 import ml_collections
 import numpy as np
 
+from jal import acquisition
 from jal import config as config_lib
 from jal import data as data_lib
 from jal import distributed
 from jal import loop
+from jal import models
 from jal import oracle as oracles
 from jal import sharded
 from jal import stopping
@@ -62,7 +64,9 @@ def _summary(records: list[dict], config_text: str) -> dict:
 
 def run(config: ml_collections.ConfigDict, workdir: str,
         dataset: data_lib.Dataset | None = None,
-        on_round: Callable[[dict], None] | None = None) -> dict:
+        on_round: Callable[[dict], None] | None = None, *,
+        model: models.Model | None = None,
+        strategy: acquisition.Strategy | None = None) -> dict:
   """Runs (or resumes) an experiment in `workdir` on every process.
 
   Call `distributed.initialize()` first; in one process this is
@@ -76,6 +80,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     dataset: use this dataset instead of loading `config.dataset`.
     on_round: called in every process with each new round's record, once
       process 0 has saved the round.
+    model: a user's `models.Model` instead of `config.model`.
+    strategy: a user's `acquisition.Strategy` instead of `config.strategy`.
+
+  The oracle is the simulated one of `jal.loop.run` (the pool's labels,
+  noisy as the config says), which answers the same in every process.
 
   Returns:
     The summary (process 0 also writes it to `summary.json`).
@@ -90,7 +99,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   config_lib.validate(config)
   if dataset is None:
     dataset = loop.load_dataset(config)
-  exp, data = loop.setup(config, dataset)
+  exp, data = loop.setup(config, dataset, model, strategy)
   sharded.check_supported(exp.strategy)
   oracle = loop.simulated_oracle(config, dataset.pool_labels,
                                  dataset.num_classes)

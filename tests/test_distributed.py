@@ -107,6 +107,23 @@ def test_initialize_after_jax_work_is_refused(no_env):
     jax.config.update('jax_cpu_collectives_implementation', collectives)
 
 
+def test_processes_that_disagree_on_their_number_stop(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT, JAL_COORDINATOR_ADDRESS=(
+      f'127.0.0.1:{distributed.free_port()}'))
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, 'experiments', 'run.py'),
+       f'--workdir={tmp_path / "run"}'],
+      env=dict(env, JAL_NUM_PROCESSES=count, JAL_PROCESS_ID=index),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+           for count, index in (('2', '0'), ('3', '1'))]
+  for proc in procs:
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert stderr.strip().splitlines()[-1].startswith(
+        'error: The processes disagree on the run'), stderr
+  assert not (tmp_path / 'run').exists()
+
+
 def test_unsupported_strategies_are_refused():
   from jal import acquisition  # pylint: disable=g-import-not-at-top
   for name in ('entropy', 'bald', 'margin', 'kcenter', 'badge'):
