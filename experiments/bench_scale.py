@@ -123,9 +123,10 @@ def _experiment(strategy: str, d: int):
 
 
 def _distributed():
-  """(rows, gather) of this process: its shard and the exchange."""
+  """(process index, gather) once this process has joined the others."""
   from jal import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize()
+  distributed.gather(np.zeros(1, np.float32))  # connect before timing
   return distributed.process_index(), distributed.gather
 
 
@@ -140,12 +141,12 @@ def run_case(case: str) -> dict:
   strategy, mode, n = case.split(':')
   n, d, b = int(n), _DIM.value, _QUERY.value
   path = pool_path(n, d)
-  labeled = _labeled(n)
-  key = jax.random.key(2)
   process, rows, gather = 0, None, None
-  if mode == 'stream' and _PROCESSES.value > 1:
+  if mode == 'stream' and _PROCESSES.value > 1:  # before any JAX call
     process, gather = _distributed()
     rows = stream.shard_rows(n, _PROCESSES.value, process)
+  labeled = _labeled(n)
+  key = jax.random.key(2)
   runtime = _rss_mib()
   if strategy == 'kcenter':
     if mode == 'memory':

@@ -1,7 +1,8 @@
 """Pools read from disk in fixed-size chunks: selection in chunk-bounded memory.
 
 A pool too large for memory stays on disk as an `.npy` file (`NpySource`,
-a read-only memory map) or any object with the same four members
+a read-only memory map), in a random-access sequence such as a TFDS
+`data_source` (`SequenceSource`), or any object with the same four members
 (`num_rows`, `row_shape`, `dtype`, `read(start, stop)`); `ArraySource` wraps
 an array already in memory. Selection then reads the pool chunk by chunk:
 
@@ -42,7 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jal import checks
+from jal import chunking
+from jal import cluster
 from jal import errors
+from jal import predict
 
 # Index of a padded (non-existent) row: above every real index, so it loses
 # every tie and is never selected while k ≤ the number of rows.
@@ -106,6 +110,10 @@ class ArraySource:
     """Rows [start, stop) as an array [stop − start, *row_shape]."""
     return self.array[start:stop]
 
+  def read_into(self, start: int, stop: int, out: np.ndarray) -> None:
+    """Copies rows [start, stop) into `out` [stop − start, ...]."""
+    np.copyto(out, self.array[start:stop])
+
   def take(self, indices) -> np.ndarray:
     """Rows at `indices` [m] as an array [m, *row_shape] (only those read)."""
     return self.array[np.asarray(indices)]
@@ -163,14 +171,20 @@ class NpySource(ArraySource):
       self._map = None
 
   def read(self, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop), copied out of the map.
+    """Rows [start, stop), copied out of the map (see `read_into`)."""
+    out = np.empty((max(0, stop - start),) + self.row_shape, self.dtype)
+    self.read_into(start, stop, out)
+    return out
+
+  def read_into(self, start: int, stop: int, out: np.ndarray) -> None:
+    """Copies rows [start, stop) into `out` [stop − start, ...].
 
     The pages read are then dropped from this process's mapping
     (`MADV_DONTNEED`; they stay in the page cache), so its resident memory
     follows the chunk rather than growing with every row read.
     """
     rows = self.array[start:stop]
-    out = np.array(rows)
+    np.copyto(out, rows)
     if self._map is not None and out.nbytes:
       page = mmap.PAGESIZE
       lo = rows.ctypes.data - self._base
@@ -178,6 +192,60 @@ class NpySource(ArraySource):
       lo -= lo % page
       hi = min(len(self._map), -(-hi // page) * page)
       self._map.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
+class SequenceSource:
+  """A pool in any random-access sequence of examples, e.g. a TFDS
+  `data_source` (array_record files, no TensorFlow needed):
+
+    SequenceSource(tfds.data_source('mnist', split='train'), 'image')
+
+  Rows are read with `items.__getitems__(indices)` when the sequence has it
+  (TFDS batches its reads), else one `items[i]` at a time; `feature` picks
+  a field of dict examples. The row shape and dtype are those of example 0;
+  an example of another shape is an error.
+  """
+
+  def __init__(self, items, feature: str | None = None):
+    if not hasattr(items, '__len__') or not hasattr(items, '__getitem__'):
+      raise errors.ConfigError(
+          f'items must be a random-access sequence (len() and [i]), got '
+          f'{type(items).__name__}.')
+    self.items, self.feature = items, feature
+    self.num_rows = len(items)
+    if not self.num_rows:
+      raise errors.ConfigError('items is empty; a pool needs rows.')
+    first = self._row(items[0], 0)
+    _check_rows((self.num_rows,) + first.shape, first.dtype, 'items')
+    self.row_shape, self.dtype = tuple(first.shape), first.dtype
+
+  def _row(self, example, i: int) -> np.ndarray:
+    if self.feature is not None:
+      if not isinstance(example, dict) or self.feature not in example:
+        raise errors.ConfigError(
+            f'Example {i} has no feature {self.feature!r}'
+            + (f'; it has {sorted(example)}.' if isinstance(example, dict)
+               else '.'))
+      example = example[self.feature]
+    row = np.asarray(example)
+    if hasattr(self, 'row_shape') and (row.shape != self.row_shape or
+                                       row.dtype != self.dtype):
+      raise errors.ConfigError(
+          f'Example {i} is {row.dtype}{list(row.shape)}, example 0 '
+          f'{self.dtype}{list(self.row_shape)}; a pool needs rows of one '
+          'shape and dtype (resize them first).')
+    return row
+
+  def read(self, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) stacked [stop − start, *row_shape]."""
+    indices = list(range(start, stop))
+    if hasattr(self.items, '__getitems__'):
+      examples = self.items.__getitems__(indices)
+    else:
+      examples = [self.items[i] for i in indices]
+    out = np.empty((len(indices),) + self.row_shape, self.dtype)
+    for j, (i, example) in enumerate(zip(indices, examples)):
+      out[j] = self._row(example, i)
     return out
 
 
@@ -214,21 +282,37 @@ def _rows(rows: Rows | None, num_rows: int) -> Rows:
   return Rows(int(start), int(stop))
 
 
+def _aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+  """An uninitialised array whose data is `align`-byte aligned: JAX on CPU
+  then uses it without a copy (an unaligned one is copied, at a few GB/s)."""
+  nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+  buffer = np.empty(nbytes + align, np.uint8)
+  offset = (-buffer.ctypes.data) % align
+  return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
 def _chunks(source, rows: Rows, chunk_size: int):
-  """Yields (start, valid, x [chunk_size, ...]) over `rows`, zero-padded."""
+  """Yields (start, valid, x [chunk_size, ...]) over `rows`, zero-padded.
+
+  Each chunk is a fresh aligned buffer (the device may still be reading the
+  previous one: JAX dispatches asynchronously and aliases aligned arrays).
+  """
+  row_shape = tuple(source.row_shape)
   for start in range(rows.start, rows.stop, chunk_size):
     stop = min(start + chunk_size, rows.stop)
-    x = np.asarray(source.read(start, stop))
-    if x.shape[0] != stop - start or tuple(x.shape[1:]) != tuple(
-        source.row_shape):
-      raise errors.ConfigError(
-          f'source.read({start}, {stop}) returned shape {x.shape}, expected '
-          f'({stop - start}, *{tuple(source.row_shape)}).')
-    if stop - start < chunk_size:
-      x = np.concatenate(
-          [x, np.zeros((chunk_size - (stop - start),) + x.shape[1:],
-                       x.dtype)])
-    yield start, stop - start, x
+    valid = stop - start
+    x = _aligned_empty((chunk_size,) + row_shape, source.dtype)
+    if hasattr(source, 'read_into'):
+      source.read_into(start, stop, x[:valid])
+    else:
+      rows_read = np.asarray(source.read(start, stop))
+      if rows_read.shape != (valid,) + row_shape:
+        raise errors.ConfigError(
+            f'source.read({start}, {stop}) returned shape {rows_read.shape}, '
+            f'expected ({valid}, *{row_shape}).')
+      x[:valid] = rows_read
+    x[valid:] = 0
+    yield start, valid, x
 
 
 def _take(source, indices: np.ndarray) -> np.ndarray:
@@ -490,8 +574,6 @@ def streamed_select(strategy, key: jax.Array, predict_chunk: Callable,
 @functools.lru_cache(maxsize=None)
 def _experiment_predict(exp, needs: tuple[str, ...]):
   """`f(variables, key, x) -> inputs`, as `rounds.predictions` computes them."""
-  # Imported here: jal.rounds pulls in the whole training stack.
-  from jal import predict  # pylint: disable=g-import-not-at-top
   config = exp.config
 
   def logits(variables, x, key=None):
@@ -571,6 +653,7 @@ def streamed_query_round(exp, trained, state, source, query_size=None, *,
     selected [query_size] int32 global pool indices (the same in every
     process) and the strategy state (unchanged: score strategies have none).
   """
+  # Imported here: jal.rounds pulls in training, models and data.
   from jal import rounds  # pylint: disable=g-import-not-at-top
   check_streamable(exp.strategy)
   _, _, query_key = rounds.round_keys(state)
@@ -761,14 +844,18 @@ def _global_best(gather, best) -> tuple[int, np.ndarray, float]:
 @jax.jit
 def _kcenter_init(x, labeled, valid, blocks, blocks_sq, blocks_valid):
   """A chunk's squared norms, squared distances to the nearest labeled
-  point (`cluster.min_sq_distances_to_subset`'s tiles) and availability."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
+  point (`cluster.min_sq_distances_to_subset`'s tiles: [4096, s] at most)
+  and availability."""
   x_sq = cluster.sq_norms(x)
 
   def block(j, min_sq):
-    d = cluster.pairwise_sq_distances(x, blocks[j], x_sq, blocks_sq[j])
-    d = jnp.where(blocks_valid[j][None, :], d, jnp.inf)
-    return jnp.minimum(min_sq, jnp.min(d, axis=1))
+    def tile(x_tile, x_sq_tile, min_tile):
+      d = cluster.pairwise_sq_distances(x_tile, blocks[j], x_sq_tile,
+                                        blocks_sq[j])
+      d = jnp.where(blocks_valid[j][None, :], d, jnp.inf)
+      return jnp.minimum(min_tile, jnp.min(d, axis=1))
+
+    return chunking.map_rows(tile, (x, x_sq, min_sq), cluster.DEFAULT_CHUNK)
 
   min_sq = jax.lax.fori_loop(0, blocks.shape[0], block,
                              jnp.full(x_sq.shape, jnp.inf, x.dtype))
@@ -785,7 +872,6 @@ def _greedy_step(x, x_sq, min_sq, available, start, point, pick, best,
   kind 'kcenter': the value is `min_sq` (farthest first). kind 'kmeans++':
   `cluster.kmeans_plusplus`'s Gumbel-max draw, log w + log d² + g.
   """
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   index = start + jnp.arange(x.shape[0], dtype=jnp.int32)
   min_sq = jnp.where(pick >= 0,
                      jnp.minimum(min_sq,
@@ -810,6 +896,17 @@ def _check_pool(labeled_mask, n: int, query_size: int, chunk_size: int,
                     count_false=True)
   checks.positive_int(chunk_size, 'chunk_size')
   return labeled_mask
+
+
+def _check_finite(gather, x_sq: list[jax.Array]) -> None:
+  """Raises in every process if any process's features hold NaN or inf
+  (seen in their squared norms; all raise together, none is left waiting)."""
+  local = np.int32(sum(int(jnp.sum(~jnp.isfinite(s))) for s in x_sq))
+  counts = np.asarray(gather(local))
+  if counts.any():
+    raise errors.ConfigError(
+        f'features hold {int(counts.sum())} rows with NaN or inf (or so large '
+        'that their squared norm overflows); remove or fix them first.')
 
 
 def _owners(gather, rows: Rows) -> np.ndarray:
@@ -885,7 +982,7 @@ def streamed_kcenter(features, labeled_mask, query_size: int, *,
                                              dim), np.float32)])
   blocks = jnp.asarray(blocks.reshape(num_blocks, s, dim))
   blocks_valid = jnp.asarray((padded >= 0).reshape(num_blocks, s))
-  blocks_sq = jnp.sum(jnp.square(blocks), axis=-1)
+  blocks_sq = cluster.sq_norms(blocks)
 
   x_sq, min_sq, available = [], [], []
   labeled_chunks = pool.local(labeled_mask, True)
@@ -894,6 +991,7 @@ def streamed_kcenter(features, labeled_mask, query_size: int, *,
                             np.arange(pool.chunk) < valid, blocks, blocks_sq,
                             blocks_valid)
     x_sq.append(a), min_sq.append(b), available.append(c)
+  _check_finite(gather, x_sq)
 
   picks = np.zeros((query_size,), np.int32)
   point, pick = jnp.zeros((dim,), jnp.float32), -1
@@ -935,7 +1033,7 @@ def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
     best = _no_best(dim)
     for i, start, valid, x in pool:
       if t == 0:
-        x_sq.append(jnp.sum(jnp.square(jnp.asarray(x)), axis=-1))
+        x_sq.append(cluster.sq_norms(jnp.asarray(x)))
         min_sq.append(jnp.full((pool.chunk,), jnp.inf, jnp.float32))
       g = jax.lax.dynamic_slice_in_dim(gumbel, i * pool.chunk, pool.chunk)
       # Step 0 draws ∝ w: log d² = +inf must not enter, so d² = 1 there.
@@ -949,6 +1047,8 @@ def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
         min_sq[i], available[i], best = _greedy_step(
             x, x_sq[i], min_sq[i], available[i], np.int32(start), point,
             np.int32(pick), best, log_w_t, g, kind='kmeans++')
+    if t == 0:
+      _check_finite(gather, x_sq)
     pick, point, _ = _global_best(gather, best)
     seeds[t], points[t] = pick, point
   return seeds, points
@@ -957,7 +1057,6 @@ def _streamed_seeds(key, pool: _Pool, n: int, dim: int, weights: np.ndarray,
 @jax.jit
 def _lloyd_chunk(x, w, centres, sums, mass):
   """One chunk's weighted sums and mass per nearest centre (`cluster.lloyd`)."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   k = centres.shape[0]
   d = cluster.pairwise_sq_distances(x, centres,
                                     y_sq=cluster.sq_norms(centres))
@@ -1038,7 +1137,6 @@ def _nearest_chunk(x, candidates, start, centres, best_sq, best_index):
   """A chunk's candidates each assigned to its nearest centre; per centre
   the nearest candidate so far (ties to the lower index), as in
   `cluster.nearest_distinct`."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   k = centres.shape[0]
   d = cluster.pairwise_sq_distances(x, centres,
                                     y_sq=cluster.sq_norms(centres))
@@ -1060,7 +1158,6 @@ def _nearest_chunk(x, candidates, start, centres, best_sq, best_index):
 @jax.jit
 def _nearest_untaken_chunk(x, x_sq, candidates, start, centre, best):
   """A chunk's candidate nearest to `centre` merged into `best`."""
-  from jal import cluster  # pylint: disable=g-import-not-at-top
   d = cluster.sq_distances_to(x, centre, x_sq)
   return _chunk_best(jnp.where(candidates, -d, -jnp.inf), start, x, best)
 
@@ -1088,7 +1185,7 @@ def _streamed_nearest_distinct(pool: _Pool, candidates: np.ndarray,
     best = _no_best(dim)
     free = pool.local(candidates & ~taken, False)
     for i, start, _, x in pool:
-      x_sq = jnp.sum(jnp.square(jnp.asarray(x)), axis=-1)
+      x_sq = cluster.sq_norms(jnp.asarray(x))
       best = _nearest_untaken_chunk(x, x_sq, free[i], np.int32(start),
                                     centres[j], best)
     picks[j], _, _ = _global_best(gather, best)

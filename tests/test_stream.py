@@ -78,6 +78,49 @@ def test_npy_source_errors_say_what_is_wrong(tmp_path):
     stream.NpySource(tmp_path / 'scalar.npy')
 
 
+class _RowsOnly:
+  """A minimal source: the four members and nothing else."""
+
+  def __init__(self, array, bad=False):
+    self.array, self.bad = array, bad
+    self.num_rows, self.row_shape = array.shape[0], array.shape[1:]
+    self.dtype = array.dtype
+
+  def read(self, start, stop):
+    return self.array[start:stop + (1 if self.bad else 0)]
+
+
+def test_any_object_with_the_four_members_is_a_source():
+  scores = np.random.default_rng(0).normal(size=57).astype(np.float32)
+  labeled = np.zeros(57, bool)
+  _, got = stream.streamed_top_k(lambda x: x, _RowsOnly(scores), labeled, 9,
+                                 chunk_size=10)
+  np.testing.assert_array_equal(got, np.argsort(-scores, kind='stable')[:9])
+  with pytest.raises(errors.ConfigError, match=r'returned shape \(11,\)'):
+    stream.streamed_top_k(lambda x: x, _RowsOnly(scores, bad=True), labeled,
+                          9, chunk_size=10)
+
+
+def test_sequence_source_reads_dict_examples_as_tfds_gives_them():
+  images = np.arange(7 * 4, dtype=np.uint8).reshape(7, 2, 2)
+  examples = [{'image': im, 'label': i} for i, im in enumerate(images)]
+
+  class Batched(list):  # a TFDS data_source batches reads like this
+    def __getitems__(self, indices):
+      return [self[i] for i in indices]
+
+  for items in (examples, Batched(examples)):
+    source = stream.SequenceSource(items, 'image')
+    assert (source.num_rows, source.row_shape, source.dtype) == (
+        7, (2, 2), np.uint8)
+    np.testing.assert_array_equal(source.read(2, 6), images[2:6])
+  with pytest.raises(errors.ConfigError, match="no feature 'img'"):
+    stream.SequenceSource(examples, 'img')
+  ragged = examples[:3] + [{'image': np.zeros((3, 3), np.uint8)}]
+  with pytest.raises(errors.ConfigError, match='rows of one shape'):
+    stream.SequenceSource(ragged, 'image').read(0, 4)
+
+
 # ------------------------------------------------------------------ top-k
 
 
@@ -325,12 +368,12 @@ def test_embed_to_npy_resumes_after_a_kill(tmp_path):
     pass
 
   class Dies(stream.ArraySource):
-    def read(self, start, stop):
+    def read_into(self, start, stop, out):
       seen.append(start)
       if kills and start == kills[0]:
         kills.pop()
         raise Killed
-      return super().read(start, stop)
+      super().read_into(start, stop, out)
 
   with pytest.raises(Killed):
     stream.embed_to_npy(_embed, Dies(pool), path, chunk_size=10, tag='r0')
@@ -429,7 +472,7 @@ def test_streamed_kmeans_select_matches_kmeans_select(spread):
   """One process: the seeds, centres and picks equal the in-memory ones
   (the chunk sums even round alike). Three processes add their sums in
   another order: centres within 1e-5, picks equal on separated data."""
-  n, d, k = 700, 16, 12
+  n, d, k = 400, 8, 8
   x, labeled = _features_with_duplicates(n, d, 40, seed=1, spread=spread)
   key = jax.random.key(7)
   weights = (~labeled).astype(np.float32)
@@ -462,3 +505,8 @@ def test_streamed_clustering_errors():
     stream.streamed_kcenter(x.astype(np.int32), labeled, 2)
   with pytest.raises(errors.ConfigError, match='only 5'):
     stream.streamed_kmeans_select(jax.random.key(0), x, labeled, 6)
+  x[3, 1] = np.nan
+  with pytest.raises(errors.ConfigError, match='1 rows with NaN'):
+    stream.streamed_kcenter(x, labeled, 2)
+  with pytest.raises(errors.ConfigError, match='1 rows with NaN'):
+    stream.streamed_kmeans_select(jax.random.key(0), x, labeled, 2)
