@@ -82,12 +82,20 @@ def smoke(out: str) -> None:
   distributed.check_replicated(np.arange(3), 'a range')
   rows = distributed.process_rows(301)
   all_rows = distributed.gather(np.asarray(rows, np.int32))
+  # Every score ties: the lowest unlabeled indices win, across the shards.
+  from jal import stream  # pylint: disable=g-import-not-at-top
+  labeled = np.zeros(301, bool)
+  labeled[[0, 5, 150, 151]] = True
+  _, tied = stream.streamed_top_k(
+      lambda x: x[:, 0] * 0.0, np.zeros((301, 2), np.float32), labeled, 160,
+      chunk_size=64, rows=rows, gather=distributed.gather)
   _write(out, dict(
       count=distributed.num_processes(), ids=gathered['id'].tolist(),
       flags=gathered['flags'].tolist(),
       x_bits=np.asarray(sent['x']).view(np.uint32).tolist(),
       key=np.asarray(jax.random.key_data(sent['key'])).tolist(),
-      records=records, refused=refused, rows=all_rows.tolist()))
+      records=records, refused=refused, rows=all_rows.tolist(),
+      tied=np.asarray(tied).tolist()))
 
 
 def trained_round(strategies, dataset):

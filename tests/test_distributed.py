@@ -170,6 +170,8 @@ def test_launcher_two_processes_collectives(tmp_path):
   assert got['records'] == [{'round': 0, 'from': 0}]
   assert 'differs between processes' in got['refused']
   assert got['rows'] == [[0, 151], [151, 301]]
+  unlabeled = [i for i in range(301) if i not in (0, 5, 150, 151)]
+  assert got['tied'] == unlabeled[:160]
 
 
 def test_launcher_stops_the_others_when_one_fails():
