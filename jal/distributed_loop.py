@@ -100,7 +100,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if dataset is None:
     dataset = loop.load_dataset(config)
   exp, data = loop.setup(config, dataset, model, strategy)
-  sharded.check_supported(exp.strategy)
+  sharded.check_experiment(exp)
   oracle = loop.simulated_oracle(config, dataset.pool_labels,
                                  dataset.num_classes)
   costs = oracles.label_costs(config.label_costs,

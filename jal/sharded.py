@@ -59,6 +59,19 @@ def check_supported(strategy) -> None:
   stream.check_streamable(strategy)
 
 
+def check_experiment(exp) -> None:
+  """Raises `ConfigError` unless `exp`'s queries can run sharded: its
+  strategy (`check_supported`), its posterior's samples row by row, no
+  PCA for kcenter. Cheap: call it before any work."""
+  check_supported(exp.strategy)
+  if exp.strategy.name == 'kcenter' and exp.hparams.get('pca_dim'):
+    raise errors.ConfigError(
+        'config.hparams.kcenter.pca_dim > 0 is not supported across '
+        'processes (the PCA would need the whole pool); set it to 0.')
+  if exp.strategy.name not in SET_STRATEGIES:
+    stream.experiment_predict_chunk(exp, ())  # raises on a bad posterior
+
+
 def best_offer(value, index, payload, gather: Callable[[Any], Any]):
   """The best of every process's offer: highest value, ties lower index.
 
@@ -213,7 +226,7 @@ def query_round(exp, data, trained, state, query_size: int | None = None):
     selected [query_size] int32 pool indices (the same in every process)
     and the strategy state (unchanged: supported strategies have none).
   """
-  check_supported(exp.strategy)
+  check_experiment(exp)
   query_size = query_size or exp.config.query_size
   n = data.pool_images.shape[0]
   rows = distributed.process_rows(n)
@@ -233,10 +246,6 @@ def query_round(exp, data, trained, state, query_size: int | None = None):
                             ~mask[rows.start:rows.stop], rows, n, query_size,
                             exp.hparams['include_bias'])
   else:
-    if exp.hparams.get('pca_dim'):
-      raise errors.ConfigError(
-          'config.hparams.kcenter.pca_dim > 0 is not supported across '
-          'processes (the PCA would need the whole pool); set it to 0.')
     selected = stream.streamed_kcenter(
         OffsetSource(np.asarray(embeddings), rows, n), mask, query_size,
         chunk_size=exp.hparams.get('chunk_size', exp.config.eval_chunk),

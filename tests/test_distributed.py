@@ -132,6 +132,24 @@ def test_unsupported_strategies_are_refused():
     sharded.check_supported(acquisition.get('batchbald'))
 
 
+@pytest.mark.parametrize('field, value, message', [
+    ('strategy', 'batchbald', 'no per-point score'),
+    ('posterior', 'laplace', 'cannot be streamed'),
+    ('hparams.kcenter.pca_dim', 2, 'pca_dim'),
+])
+def test_distributed_loop_refuses_before_any_work(tmp_path, field, value,
+                                                  message):
+  config = worker.make_config('kcenter' if 'kcenter' in field else 'bald')
+  if field == 'hparams.kcenter.pca_dim':
+    config.hparams.kcenter.pca_dim = value
+  else:
+    setattr(config, field, value)
+  with pytest.raises(errors.ConfigError, match=message):
+    distributed_loop.run(config, str(tmp_path / 'run'),
+                         worker.make_dataset())
+  assert not (tmp_path / 'run').exists()
+
+
 def test_badge_one_shard_matches_in_memory():
   """The sharded BADGE loop on one process's full pool is `badge_select`."""
   from jal import stream  # pylint: disable=g-import-not-at-top
