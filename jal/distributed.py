@@ -21,11 +21,13 @@ one process skips waits for it forever (`experiments/launch.py` stops the
 others when one dies).
 """
 
+import errno
 import hashlib
 import json
 import os
 import re
 import socket
+import time
 
 import jax
 import numpy as np
@@ -116,6 +118,42 @@ def _settings(coordinator_address, num_processes, process_id):
   return address, count, index
 
 
+def _check_port_free(port: int, address: str) -> None:
+  """Raises `ConfigError` if process 0 cannot listen on `port`."""
+  with socket.socket() as s:
+    # As a server does: only a listening socket makes the bind fail.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind(('', port))
+    except OSError as e:
+      if e.errno != errno.EADDRINUSE:
+        return  # cannot tell here; JAX will say
+      raise errors.ConfigError(
+          f'Process 0 cannot listen on port {port} of {address} '
+          f'({e.strerror or e}): another program (an earlier run?) holds it. '
+          'Pick a free port for JAL_COORDINATOR_ADDRESS on every process '
+          '(experiments/launch.py picks one itself).') from None
+
+
+def _wait_for(host: str, port: int, timeout_seconds: float, address: str,
+              index: int, count: int) -> None:
+  """Waits until the coordinator at host:port accepts connections."""
+  deadline = time.monotonic() + timeout_seconds
+  while True:
+    try:
+      with socket.create_connection((host, port), timeout=2):
+        return
+    except OSError as e:
+      if time.monotonic() > deadline:
+        raise errors.ConfigError(
+            f'Process {index} of {count} could not reach the coordinator at '
+            f'{address} within {timeout_seconds} s ({e.strerror or e}). '
+            'Start process 0 with the same JAL_COORDINATOR_ADDRESS (its '
+            'host\'s address, reachable from this host, and a free port).'
+        ) from None
+      time.sleep(0.2)
+
+
 def initialize(coordinator_address: str | None = None,
                num_processes: int | None = None,
                process_id: int | None = None,
@@ -149,6 +187,14 @@ def initialize(coordinator_address: str | None = None,
           f'join again as {settings}; initialize once per process.')
     return
   address, count, index = settings
+  # JAX aborts the process (no Python error) when the coordinator cannot
+  # be started or reached: check both first, to say what is wrong.
+  host, port = address.rsplit(':', 1)
+  host, port = host.strip('[]'), int(port)
+  if index == 0 and count > 1:
+    _check_port_free(port, address)
+  elif index > 0:
+    _wait_for(host, port, timeout_seconds, address, index, count)
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
     jax.distributed.initialize(coordinator_address=address,

@@ -7,6 +7,7 @@ their results are compared with the same work done in this (one) process.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -97,12 +98,29 @@ def test_initialize_reads_the_environment(no_env, monkeypatch):
     distributed.initialize()
 
 
+def test_initialize_without_a_coordinator(no_env):
+  address = f'127.0.0.1:{distributed.free_port()}'
+  with pytest.raises(errors.ConfigError, match='could not reach the '
+                     'coordinator at ' + address + ' within 1 s'):
+    distributed.initialize(address, 2, 1, timeout_seconds=1)
+
+
+def test_initialize_on_a_busy_port(no_env):
+  with socket.socket() as busy:
+    busy.bind(('127.0.0.1', 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    with pytest.raises(errors.ConfigError, match=f'cannot listen on port '
+                       f'{port}'):
+      distributed.initialize(f'127.0.0.1:{port}', 2, 0)
+
+
 def test_initialize_after_jax_work_is_refused(no_env):
   jax.numpy.zeros(1).block_until_ready()  # JAX has started in this process
   collectives = jax.config.jax_cpu_collectives_implementation
   try:
     with pytest.raises(errors.ConfigError, match='first, before any other'):
-      distributed.initialize('127.0.0.1:1234', 2, 1)
+      distributed.initialize(f'127.0.0.1:{distributed.free_port()}', 2, 0)
   finally:
     jax.config.update('jax_cpu_collectives_implementation', collectives)
 
