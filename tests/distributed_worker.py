@@ -4,11 +4,11 @@
   python tests/distributed_worker.py select OUT.json [STRATEGY ...]
   python tests/distributed_worker.py run WORKDIR STRATEGY [KILL_AFTER_ROUND]
 
-`smoke` exercises the collectives; `select` trains one round's model and
-writes the sharded selection of every tested strategy; `run` runs an
-experiment (`make_config`: the first 301 digits) with
-`jal.distributed_loop`, and with KILL_AFTER_ROUND process 1
-kills itself (SIGKILL) once that round is saved. Process 0 writes OUT.json.
+`smoke` exercises the collectives; `select` writes the sharded selection of
+every tested strategy with an untrained model (`first_round`); `run` runs an
+experiment (`make_config`: the first 301 digits) with `jal.distributed_loop`,
+and with KILL_AFTER_ROUND process 1 kills itself (SIGKILL) once that round is
+saved. Process 0 writes OUT.json.
 The config and dataset builders are shared with tests/test_distributed.py.
 """
 
@@ -98,24 +98,26 @@ def smoke(out: str) -> None:
       tied=np.asarray(tied).tolist()))
 
 
-def trained_round(strategies, dataset):
-  """Round 0 of `make_config`'s experiment on `dataset`: one model trained
-  (the same for every strategy: they differ only in the query), then for
-  each strategy its `(experiment, data)`, the state and the trained model."""
+def first_round(strategies, dataset):
+  """Round 0 of `make_config`'s experiment on `dataset` with a freshly
+  initialised model (the same in every process and for every strategy):
+  each strategy's experiment, the data, the state and the model."""
+  import jax  # pylint: disable=g-import-not-at-top
   from jal import loop  # pylint: disable=g-import-not-at-top
+  from jal import rounds  # pylint: disable=g-import-not-at-top
   exp, data = loop.setup(make_config(), dataset)
   state = loop.reveal_initial(loop.init_state(exp, data, None),
                               loop.simulated_oracle(
                                   exp.config, dataset.pool_labels,
                                   dataset.num_classes))
-  trained = loop.RoundFns(exp).train(data, state)
+  model = rounds.untrained(exp, data, jax.random.key(1))
   return ({s: loop.setup(make_config(s), dataset)[0] for s in strategies},
-          data, state, trained)
+          data, state, model)
 
 
 def select(out: str, *strategies: str) -> None:
   from jal import sharded  # pylint: disable=g-import-not-at-top
-  experiments, data, state, trained = trained_round(
+  experiments, data, state, trained = first_round(
       strategies or STRATEGIES, make_dataset())
   distributed.check_replicated(trained.variables, 'the model')
   _write(out, {s: np.asarray(sharded.query_round(

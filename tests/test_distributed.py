@@ -231,7 +231,7 @@ def test_two_processes_select_what_one_selects(tmp_path):
   result = run_worker('select', str(out), *worker.STRATEGIES)
   assert result.returncode == 0, result.stdout + result.stderr
   got = json.loads(out.read_text())
-  experiments, data, state, trained = worker.trained_round(
+  experiments, data, state, trained = worker.first_round(
       worker.STRATEGIES, worker.make_dataset())
   for strategy, exp in experiments.items():
     expected, _ = rounds.query_round(exp, data, trained, state)
