@@ -56,6 +56,8 @@ def test_npy_source_reads_rows_of_a_memory_map(tmp_path):
       5, (3, 2), np.float32)
   assert isinstance(source.array, np.memmap)
   np.testing.assert_array_equal(source.read(1, 4), array[1:4])
+  kept = stream.NpySource(tmp_path / 'pool.npy', release_pages=False)
+  np.testing.assert_array_equal(kept.read(0, 5), array)
   memory = stream.ArraySource(array)
   assert (memory.num_rows, memory.row_shape) == (5, (3, 2))
   np.testing.assert_array_equal(memory.read(3, 5), array[3:])
