@@ -61,6 +61,10 @@ def default() -> ml_collections.ConfigDict:
   # Every registered strategy's hyperparameters with their defaults:
   # --config.hparams.power_bald.beta=2 sets one.
   config.hparams = hparam_defaults()
+  # > 0: each query scores only this many unlabeled points, a fresh uniform
+  # draw every round (Gal et al. 2017 score 2000); 0: the whole pool. For
+  # strategies that read only predictions (log_probs, mc_log_probs).
+  config.pool_subsample = 0
   # Source of the K stochastic predictions ('mc_log_probs') of every
   # Bayesian strategy: 'mc_dropout' | 'ensemble' | 'laplace' | 'bn_train'.
   config.posterior = 'mc_dropout'
@@ -280,6 +284,7 @@ def validate(config) -> None:
   if config.strategy in acquisition.names():
     needs = acquisition.resolve(acquisition.get(config.strategy),
                                 config.hparams)[0].needs
+  _validate_pool_subsample(config, needs)
   # MC dropout without dropout makes the K passes identical: every score on
   # them (BALD, BatchBALD, EPIG, ...) is then degenerate.
   if ('mc_log_probs' in needs and
@@ -289,6 +294,31 @@ def validate(config) -> None:
         "passes, but config.posterior 'mc_dropout' with config.dropout_rate "
         '= 0 makes them identical. Set config.dropout_rate > 0 or choose '
         f'another config.posterior ({", ".join(posterior.names())}).')
+
+
+SUBSAMPLED_NEEDS = ('log_probs', 'mc_log_probs')
+
+
+def _validate_pool_subsample(config, needs) -> None:
+  """`config.pool_subsample`: 0, or at least a query, for prediction-only
+  strategies (the others read the rest of the pool too)."""
+  size = config.pool_subsample
+  _require(_int_at_least(size, 0),
+           'config.pool_subsample must be an integer >= 0 (0: score the '
+           f'whole pool), got {size!r}.')
+  if not size:
+    return
+  _require(size >= config.query_size,
+           f'config.pool_subsample = {size} is smaller than config.'
+           f'query_size = {config.query_size}: a query picks from the '
+           'subsample, so make it at least the query size (or 0).')
+  other = [need for need in needs if need not in SUBSAMPLED_NEEDS]
+  _require(not other,
+           f'config.pool_subsample = {size} scores a random part of the pool, '
+           f'but config.strategy {config.strategy!r} also needs '
+           f'{", ".join(other)} of the whole pool; use it with strategies '
+           f'that need only {" or ".join(SUBSAMPLED_NEEDS)}, or set '
+           'config.pool_subsample = 0.')
 
 
 def _validate_oracle(config) -> None:

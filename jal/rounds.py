@@ -306,6 +306,7 @@ def diagnostics(exp: Experiment, data: Data, trained: Trained) -> Diagnostics:
 # test set and the stop set out of the pool.
 _VALIDATION_KEY = 20091
 _STOP_SET_KEY = 20092
+_SUBSAMPLE_STREAM = 20093
 
 
 def validation_indices(num_test: int, size: int):
@@ -367,13 +368,40 @@ def predictions(exp: Experiment, key: jax.Array, trained: Trained,
   return {name: inputs[name] for name in needs}
 
 
+def subsample_candidates(key: jax.Array, labeled_mask: jax.Array,
+                         size: int) -> jax.Array:
+  """[N] bool: `size` unlabeled points drawn uniformly without replacement
+  (every unlabeled point when fewer remain). `size` is static."""
+  draw = jnp.where(labeled_mask, -1.0,
+                   jax.random.uniform(key, labeled_mask.shape))
+  _, chosen = jax.lax.top_k(draw, min(size, labeled_mask.shape[0]))
+  return jnp.zeros_like(labeled_mask).at[chosen].set(True) & ~labeled_mask
+
+
+def query_mask(exp: Experiment, state: ALState) -> jax.Array:
+  """[N] bool: the points this round's query may not pick.
+
+  The labeled ones, and with `config.pool_subsample` every point outside
+  this round's random subsample (so they are not even scored).
+  """
+  size = exp.config.get('pool_subsample', 0)
+  if not size:
+    return state.labeled_mask
+  _, _, query_key = round_keys(state)
+  # fold_in leaves the predict/init/select keys as they are without it.
+  candidates = subsample_candidates(
+      jax.random.fold_in(query_key, _SUBSAMPLE_STREAM), state.labeled_mask,
+      size)
+  return ~candidates
+
+
 def _query_inputs(exp: Experiment, data: Data, trained: Trained,
-                  state: ALState):
+                  state: ALState, excluded: jax.Array):
   """The strategy's inputs and its (init, select) keys for this round."""
   _, _, query_key = round_keys(state)
   predict_key, init_key, select_key = jax.random.split(query_key, 3)
   inputs = predictions(exp, predict_key, trained, data.pool_images,
-                       state.labeled_mask, exp.strategy.needs, state.labels)
+                       excluded, exp.strategy.needs, state.labels)
   return inputs, init_key, select_key
 
 
@@ -388,14 +416,15 @@ def query_round(exp: Experiment, data: Data, trained: Trained,
     selected [query_size] int32 pool indices and the new strategy state.
   """
   query_size = query_size or exp.config.query_size
-  inputs, init_key, select_key = _query_inputs(exp, data, trained, state)
+  excluded = query_mask(exp, state)
+  inputs, init_key, select_key = _query_inputs(exp, data, trained, state,
+                                               excluded)
   strategy_state = jax.lax.cond(
       state.round == 0,
-      lambda: exp.strategy.init(init_key, inputs, state.labeled_mask,
-                                **exp.hparams),
+      lambda: exp.strategy.init(init_key, inputs, excluded, **exp.hparams),
       lambda: state.strategy_state)
   selected, strategy_state = exp.strategy.select(
-      select_key, inputs, state.labeled_mask, strategy_state, query_size,
+      select_key, inputs, excluded, strategy_state, query_size,
       **exp.hparams)
   return selected.astype(jnp.int32), strategy_state
 
@@ -417,7 +446,8 @@ def initial_strategy_state(exp: Experiment, data: Data, state: ALState):
   def first_state():
     # The objective's parameters are shaped by its init: trace it too.
     trained = untrained(exp, data, jax.random.key(0))
-    inputs, init_key, _ = _query_inputs(exp, data, trained, state)
+    inputs, init_key, _ = _query_inputs(exp, data, trained, state,
+                                        query_mask(exp, state))
     return exp.strategy.init(init_key, inputs, state.labeled_mask,
                              **exp.hparams)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from flax import linen
+from flax import nnx
 
 from jal import errors
 from jal import loop
@@ -15,6 +16,8 @@ from jal import models
 @pytest.mark.parametrize('name, image_shape, embedding_size', [
     ('mlp', (8, 8, 1), 128),
     ('lenet', (28, 28, 1), 50),
+    ('bayesian_cnn', (28, 28, 1), 128),
+    ('gal_cnn', (28, 28, 1), 128),
     ('resnet18', (32, 32, 3), 512),
     ('resnet18_imagenet_stem', (28, 28, 1), 512),
 ])
@@ -49,6 +52,27 @@ def test_lenet_matches_deepal_parameter_count():
   variables = models.get('lenet', 10, 0.5).init(jax.random.key(0),
                                                 (28, 28, 1))
   assert sum(x.size for x in jax.tree.leaves(variables.params)) == 21840
+
+
+@pytest.mark.parametrize('name, count', [
+    # BatchBALD's BayesianNet: 832 + 51264 + 131200 + 1290.
+    ('bayesian_cnn', 184586),
+    # Gal et al.'s Keras CNN (4x4 kernels, 2x2 pool): 544 + 16416 + 495744
+    # + 1290.
+    ('gal_cnn', 513994),
+])
+def test_paper_networks_match_their_parameter_counts(name, count):
+  variables = models.get(name, 10, 0.5).init(jax.random.key(0), (28, 28, 1))
+  assert sum(x.size for x in jax.tree.leaves(variables.params)) == count
+
+
+def test_conv_dropout_of_bayesian_cnn_drops_whole_feature_maps():
+  model = models.BayesianCNN(1, 10, rngs=nnx.Rngs(0))
+  images = jax.random.normal(jax.random.key(1), (2, 28, 28, 1))
+  stage1, _ = model(images, dropout_key=jax.random.key(3))[2]
+  # A dropped map is zero at every pixel after the ReLU, for each image.
+  zero_maps = np.all(np.asarray(stage1) == 0, axis=(1, 2))
+  assert zero_maps.any() and not zero_maps.all()
 
 
 def test_unknown_model_lists_valid_names():

@@ -22,6 +22,7 @@ from sklearn import metrics as sklearn_metrics
 from jal import acquisition
 from jal import config as config_lib
 from jal import data
+from jal import errors
 from jal import full_training
 from jal import loop
 from jal import report
@@ -668,3 +669,46 @@ def test_accuracy_against_cost_figure_when_labels_are_priced(tmp_path):
   text = open(report.write(str(tmp_path))).read()
   assert '![digits accuracy against cost](cost_digits.png)' in text
   assert os.path.getsize(tmp_path / 'cost_digits.png') > 1000
+
+
+def test_labels_to_reach_is_the_first_count_at_the_target():
+  counts = [20, 30, 40, 50]
+  assert report.stats.labels_to_reach(counts, [0.5, 0.9, 0.85, 0.95],
+                                      0.9) == 30
+  assert report.stats.labels_to_reach(counts, [0.5, 0.6, np.nan, 0.7],
+                                      0.7) == 50
+  assert report.stats.labels_to_reach(counts, [0.5, 0.6, np.nan, 0.7],
+                                      0.8) is None
+
+
+def test_labels_to_target_table_against_a_plain_count(tmp_path):
+  # Labeled counts 20, 30, ..., 60. 'fast' reaches 0.9 ten labels before
+  # random on seeds 0 and 1, twenty on seed 2; seed 2 of random never
+  # reaches 0.95.
+  curves = {
+      ('random', 0): [0.5, 0.7, 0.9, 0.92, 0.96],
+      ('random', 1): [0.5, 0.8, 0.91, 0.95, 0.96],
+      ('random', 2): [0.5, 0.6, 0.8, 0.85, 0.94],
+      ('fast', 0): [0.5, 0.9, 0.92, 0.95, 0.97],
+      ('fast', 1): [0.6, 0.9, 0.95, 0.95, 0.97],
+      ('fast', 2): [0.5, 0.7, 0.9, 0.96, 0.97],
+  }
+  for (strategy, seed), accuracies in curves.items():
+    _write_run(tmp_path, 'digits', strategy, seed, accuracies)
+  text = open(report.write(str(tmp_path), targets=(0.9, 0.95))).read()
+  rows = {row[0]: row for row in _table_rows(text, 'target accuracy')}
+  assert rows['strategy'] == ['strategy', 'labels to 90.0%', 'vs random',
+                              'labels to 95.0%', 'vs random']
+  # fast: 30, 30, 40 to 90%; random: 40, 40, 60.
+  fast_90 = np.array([30, 30, 40])
+  assert rows['fast'][1] == (f'{fast_90.mean():.0f} ± '
+                             f'{fast_90.std(ddof=1):.0f} (median 30)')
+  differences = fast_90 - np.array([40, 40, 60])
+  t = differences.mean() / (differences.std(ddof=1) / np.sqrt(3))
+  p = stats.t.cdf(t, df=2)  # H1: fewer labels
+  assert p < 0.05 and rows['fast'][2] == f'-13, p={p:.3f} better (n=3)'
+  # 95%: random reaches it on seeds 0 and 1 only (60, 50).
+  assert rows['random'][3] == '55 ± 7 (median 55), 2/3 reach it'
+  assert rows['fast'][4].endswith('(n=2)')
+  with pytest.raises(errors.ConfigError, match='fractions'):
+    report.write(str(tmp_path), targets=(90,))

@@ -20,6 +20,12 @@ from jal.data import tfds_source
 IMBALANCED_SUFFIX = '-imb'
 # Keeps the imbalance draw independent of the digits split, which uses `seed`.
 _IMBALANCE_STREAM = 1
+# Repeated MNIST (Kirsch et al. 2019): every pool image three times, each copy
+# with its own Gaussian noise of this std (in standardized units).
+REPEATED_MNIST = 'repeated_mnist'
+REPEATS = 3
+REPEAT_NOISE_STD = 0.1
+_REPEAT_STREAM = 2
 
 
 def available() -> list[str]:
@@ -29,7 +35,7 @@ def available() -> list[str]:
   tensorflow-datasets is installed, and then any other TFDS image
   classification name is accepted too.
   """
-  names = ['digits', *idx.DATASETS]
+  names = ['digits', *idx.DATASETS, REPEATED_MNIST]
   if tfds_source.installed():
     names += tfds_source.KNOWN
   return names
@@ -45,6 +51,12 @@ def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0,
   other name is looked up in tensorflow-datasets, if installed, among
   datasets already prepared in `<root>` (TFDS's default directory if there is
   no root). `<root>` is `data_dir`, else the `JAL_DATA_DIR` variable.
+
+  `repeated_mnist` is BatchBALD's Repeated MNIST (Kirsch et al. 2019): the
+  MNIST pool (its first `pool_size` images) three times over, image i's copies
+  at rows i, P + i and 2P + i, each copy plus its own N(0, 0.1²) noise drawn
+  from `seed` after standardization (their code adds it to normalized
+  images); the test set is MNIST's.
 
   Pool: the source's training split, cut to its first `pool_size` images.
   With the suffix `-imb` (e.g. `mnist-imb`), the pool is then subsampled to
@@ -100,6 +112,9 @@ def load(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0,
 
   pool_images, test_images = preprocess.standardize(pool_images,
                                                     splits.test_images)
+  if base == REPEATED_MNIST:
+    pool_images, pool_labels = _repeat_with_noise(pool_images, pool_labels,
+                                                  int(seed))
   return dataset.Dataset(pool_images, pool_labels, test_images,
                          splits.test_labels, splits.num_classes, name)
 
@@ -111,6 +126,8 @@ def _load_splits(name: str, base: str, root: str | None,
     return digits.load_splits(seed)
   if base in idx.DATASETS:
     return idx.load_splits(base, root)
+  if base == REPEATED_MNIST:
+    return idx.load_splits('mnist', root)
   unknown = (f'Unknown dataset {name!r}. jal knows {", ".join(available())}, '
              f'each also with the suffix {IMBALANCED_SUFFIX!r}.')
   if not tfds_source.installed():
@@ -121,6 +138,15 @@ def _load_splits(name: str, base: str, root: str | None,
     return tfds_source.load_splits(base, root)
   except errors.UnknownNameError as e:
     raise errors.UnknownNameError(f'{unknown} {e}') from e
+
+
+def _repeat_with_noise(images: np.ndarray, labels: np.ndarray,
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """`REPEATS` copies of the pool, each with its own Gaussian noise."""
+  rng = np.random.default_rng([_REPEAT_STREAM, seed])
+  copies = np.concatenate([images] * REPEATS)
+  noise = rng.normal(0.0, REPEAT_NOISE_STD, copies.shape).astype(images.dtype)
+  return copies + noise, np.concatenate([labels] * REPEATS)
 
 
 def _is_int(value) -> bool:

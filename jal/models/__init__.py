@@ -29,6 +29,8 @@ from flax import linen
 from flax import nnx
 
 from jal import errors
+from jal.models.cnn import BayesianCNN
+from jal.models.cnn import GalCNN
 from jal.models.cnn import LeNet
 from jal.models.mlp import MLP
 from jal.models.resnet import ResNet18
@@ -170,7 +172,8 @@ def from_function(init_fn: Callable[[jax.Array, tuple[int, ...]], Any],
   return Model(init, apply)
 
 
-NAMES = ('mlp', 'lenet', 'resnet18', 'resnet18_imagenet_stem')
+NAMES = ('mlp', 'lenet', 'bayesian_cnn', 'gal_cnn', 'resnet18',
+         'resnet18_imagenet_stem')
 
 
 def get(name: str, num_classes: int, dropout_rate: float) -> Model:
@@ -190,6 +193,12 @@ def get(name: str, num_classes: int, dropout_rate: float) -> Model:
     if name == 'lenet':
       return LeNet(channels, num_classes, image_size=height,
                    dropout_rate=dropout_rate, rngs=rngs)
+    if name == 'bayesian_cnn':
+      return BayesianCNN(channels, num_classes, image_size=height,
+                         dropout_rate=dropout_rate, rngs=rngs)
+    if name == 'gal_cnn':
+      return GalCNN(channels, num_classes, image_size=height,
+                    dropout_rate=dropout_rate, rngs=rngs)
     stem = 'cifar' if name == 'resnet18' else 'imagenet'
     return ResNet18(channels, num_classes, stem=stem,
                     dropout_rate=dropout_rate, rngs=rngs)

@@ -16,6 +16,9 @@ and writes the report with PNG figures beside it:
 - A paired one-sided t-test over seeds of each strategy's AUBC against
   `random` per task, and the number of tasks where it is significantly
   better.
+- With targets (`write(targets=...)`): the labels each strategy needs to
+  reach each target accuracy, mean ± std and median over seeds, and a paired
+  test against `random` on the seeds where both reach it.
 - Accuracy–budget curves per task (DeepAL+ Figure 2) as small multiples,
   one panel per strategy family (`jal.report.families`) with `random` and
   full training as reference lines; balanced accuracy too for `-imb`.
@@ -216,6 +219,69 @@ def _against_baseline(grouped: runs.Grouped, names: Names,
   header = (['strategy'] + [names[t] for t in grouped] +
             ['tasks significantly better'])
   return out + _table(header, rows)
+
+
+def _labels_cell(counts: Sequence[int | None], budget: int) -> str:
+  reached = [c for c in counts if c is not None]
+  if not reached:
+    return f'> {budget} (0/{len(counts)})'
+  mean, std = stats.mean_std(reached)
+  text = f'{mean:.0f} ± {std:.0f} (median {np.median(reached):.0f})'
+  if len(reached) < len(counts):
+    text += f', {len(reached)}/{len(counts)} reach it'
+  return text
+
+
+def _paired_labels(counts: Mapping[int, int | None],
+                   baseline: Mapping[int, int | None]) -> str:
+  both = {seed for seed in counts.keys() & baseline.keys()
+          if counts[seed] is not None and baseline[seed] is not None}
+  if len(both) < 2:
+    return 'n/a'
+  # Fewer labels is better: test the negated counts for "better".
+  test = stats.paired_test({s: -counts[s] for s in both},
+                           {s: -baseline[s] for s in both})
+  return (f'{-test.mean_difference:+.0f}, p={test.p_better:.3f} '
+          f'{test.verdict} (n={test.num_seeds})')
+
+
+def labels_to_targets(grouped: runs.Grouped, names: Names,
+                      targets: Sequence[float]) -> list[str]:
+  """The labels needed to reach each target test accuracy."""
+  out = ['', '## Labels to reach a target accuracy', '',
+         'Per strategy: the labeled count at which a run first reaches the '
+         'target test accuracy, mean ± std and median over the seeds that '
+         'reach it within the budget ("> B": none does). Against '
+         f'`{BASELINE}`: the mean difference in labels (strategy − '
+         f'{BASELINE}) over the seeds where both reach it, the one-sided '
+         'paired t-test p-value for "fewer labels", and the verdict at '
+         f'α = {stats.ALPHA}.']
+  for task, per in grouped.items():
+    found = [r for rs in per.values() for r in rs]
+    budget = max(r.num_labeled[-1] for r in found)
+    out += ['', f'### {names[task]}', '']
+    header = ['strategy']
+    for target in targets:
+      header += [f'labels to {target:.1%}', f'vs {BASELINE}']
+    rows = []
+    for name in _strategies(grouped):
+      if name not in per:
+        continue
+      row = [name]
+      for target in targets:
+        counts = {r.cell.seed: stats.labels_to_reach(r.num_labeled,
+                                                     r.accuracies, target)
+                  for r in per[name]}
+        row.append(_labels_cell(list(counts.values()), budget))
+        if name == BASELINE or BASELINE not in per:
+          row.append('—')
+          continue
+        baseline = {r.cell.seed: stats.labels_to_reach(
+            r.num_labeled, r.accuracies, target) for r in per[BASELINE]}
+        row.append(_paired_labels(counts, baseline))
+      rows.append(row)
+    out += _table(header, rows)
+  return out
 
 
 def _full_accuracy(entries: Sequence[dict], key: str) -> float | None:
@@ -577,14 +643,26 @@ def _full_by_task(workdir: str, grouped: runs.Grouped
   return by_dataset, by_task
 
 
-def write(workdir: str, margin: float = stats.MARGIN) -> str:
+def write(workdir: str, margin: float = stats.MARGIN,
+          targets: Sequence[float] = ()) -> str:
   """Writes `workdir/report.md` and its figures; returns the report's path.
+
+  Args:
+    workdir: the study directory (`experiments/benchmark.py --workdir`).
+    margin: the win–tie–loss margin, in accuracy.
+    targets: test accuracies in (0, 1]; the report then gives the labels
+      each strategy needs to reach each.
 
   Raises:
     NoResultsError: `workdir` is missing or holds no finished cell.
     CorruptResultsError: a cell's files cannot be read (the message names
       the file).
   """
+  for target in targets:
+    if not 0 < target <= 1:
+      raise errors.ConfigError(
+          f'Target accuracy {target!r} is not in (0, 1]; give accuracies as '
+          'fractions, e.g. 0.9,0.95.')
   found, unfinished = runs.load_runs(workdir)
   if not found:
     raise errors.NoResultsError(
@@ -612,6 +690,8 @@ def write(workdir: str, margin: float = stats.MARGIN) -> str:
   out += performance_table(grouped, names, full)
   out += _win_tie_loss(grouped, margin)
   out += _against_baseline(grouped, names, len(seeds))
+  if targets:
+    out += labels_to_targets(grouped, names, targets)
   out += _curves(grouped, names, full, workdir)
   out += _gains(grouped, names, workdir)
   out += _timing(grouped, names)

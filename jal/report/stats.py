@@ -17,6 +17,8 @@ seeds, or as dicts keyed by task, strategy or seed.
 - `steady_seconds`: the time per round once compiled.
 - `gain`: a strategy's mean curve minus the baseline's, labeled count by
   labeled count.
+- `labels_to_reach`: the labeled count at which a run first reaches a target
+  accuracy (Gal et al. 2017 Table 1, Kirsch et al. 2019 Table 1).
 """
 
 from collections.abc import Hashable, Mapping
@@ -163,3 +165,19 @@ def gain(curves: ArrayLike, baseline: ArrayLike) -> np.ndarray:
   """
   return (np.mean(np.asarray(curves, np.float64), axis=0) -
           np.mean(np.asarray(baseline, np.float64), axis=0))
+
+
+def labels_to_reach(num_labeled: ArrayLike, accuracies: ArrayLike,
+                    target: float) -> int | None:
+  """The first labeled count whose accuracy is at least `target`.
+
+  Args:
+    num_labeled: [R] labeled count of each round, increasing.
+    accuracies: [R] the test accuracy after each round's training.
+    target: accuracy in [0, 1].
+
+  Returns:
+    That count, or None when no round reaches `target` (NaN never does).
+  """
+  reached = np.flatnonzero(np.asarray(accuracies, np.float64) >= target)
+  return int(np.asarray(num_labeled)[reached[0]]) if reached.size else None

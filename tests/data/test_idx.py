@@ -215,3 +215,23 @@ def test_real_mnist():
   np.testing.assert_array_equal(ds.pool_labels, full.pool_labels[:40000])
   assert abs(float(full.pool_images.mean())) < 1e-4
   assert abs(float(full.pool_images.std()) - 1) < 1e-4
+
+
+def test_repeated_mnist_is_three_noisy_copies_of_the_pool(tmp_path):
+  fake_mnist(tmp_path / 'mnist', n_train=50)
+  plain = data.load('mnist', data_dir=tmp_path, pool_size=30)
+  repeated = data.load('repeated_mnist', data_dir=tmp_path, pool_size=30,
+                       seed=4)
+  assert repeated.pool_images.shape == (90, 28, 28, 1)
+  np.testing.assert_array_equal(repeated.pool_labels,
+                                np.tile(plain.pool_labels, 3))
+  np.testing.assert_array_equal(repeated.test_images, plain.test_images)
+  for copy in range(3):
+    noise = repeated.pool_images[copy * 30:(copy + 1) * 30] - plain.pool_images
+    assert abs(noise.std() - 0.1) < 0.005 and abs(noise.mean()) < 0.005
+  # Each copy has its own noise; the noise follows the seed.
+  assert not np.allclose(repeated.pool_images[:30], repeated.pool_images[30:60])
+  again = data.load('repeated_mnist', data_dir=tmp_path, pool_size=30, seed=4)
+  other = data.load('repeated_mnist', data_dir=tmp_path, pool_size=30, seed=5)
+  np.testing.assert_array_equal(again.pool_images, repeated.pool_images)
+  assert not np.allclose(other.pool_images, repeated.pool_images)
