@@ -230,12 +230,15 @@ def query_round(exp, data, trained, state, query_size: int | None = None):
   query_size = query_size or exp.config.query_size
   n = data.pool_images.shape[0]
   rows = distributed.process_rows(n)
-  mask = np.asarray(state.labeled_mask)
+  # The labeled points, and with config.pool_subsample those outside this
+  # round's draw: what the strategy sees as labeled in memory too.
+  mask = np.asarray(rounds.query_mask(exp, state))
   name = exp.strategy.name
   if name not in SET_STRATEGIES:
     return stream.streamed_query_round(
-        exp, trained, state, stream.ArraySource(data.pool_images),
-        query_size, chunk_size=exp.config.eval_chunk, rows=rows,
+        exp, trained, state._replace(labeled_mask=jnp.asarray(mask)),
+        stream.ArraySource(data.pool_images), query_size,
+        chunk_size=exp.config.eval_chunk, rows=rows,
         gather=distributed.gather)
   _, _, query_key = rounds.round_keys(state)
   _, _, select_key = jax.random.split(query_key, 3)

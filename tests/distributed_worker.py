@@ -24,6 +24,8 @@ from jal import data as data_lib
 from jal import distributed
 
 STRATEGIES = ('entropy', 'bald', 'kcenter', 'badge')
+# and with config.pool_subsample (`first_round`)
+SUBSAMPLED = ('entropy+subsample', 'bald+subsample')
 
 
 def make_dataset() -> data_lib.Dataset:
@@ -111,14 +113,19 @@ def first_round(strategies, dataset):
                                   exp.config, dataset.pool_labels,
                                   dataset.num_classes))
   model = rounds.untrained(exp, data, jax.random.key(1))
-  return ({s: loop.setup(make_config(s), dataset)[0] for s in strategies},
-          data, state, model)
+  experiments = {}
+  for name in strategies:
+    config = make_config(name.split('+')[0])
+    if name.endswith('+subsample'):
+      config.pool_subsample = 100  # scores a random 100 unlabeled points
+    experiments[name] = loop.setup(config, dataset)[0]
+  return experiments, data, state, model
 
 
 def select(out: str, *strategies: str) -> None:
   from jal import sharded  # pylint: disable=g-import-not-at-top
   experiments, data, state, trained = first_round(
-      strategies or STRATEGIES, make_dataset())
+      strategies or STRATEGIES + SUBSAMPLED, make_dataset())
   distributed.check_replicated(trained.variables, 'the model')
   _write(out, {s: np.asarray(sharded.query_round(
       exp, data, trained, state)[0]).tolist()

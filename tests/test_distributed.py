@@ -226,13 +226,15 @@ def test_launcher_without_command():
 
 def test_two_processes_select_what_one_selects(tmp_path):
   """entropy, bald, kcenter and badge on a pool whose rows 280–300 copy rows
-  0–20 (ties across the shards [0, 151) and [151, 301))."""
+  0–20 (ties across the shards [0, 151) and [151, 301)); entropy and bald
+  also scoring a random subsample (config.pool_subsample)."""
   out = tmp_path / 'selected.json'
-  result = run_worker('select', str(out), *worker.STRATEGIES)
+  names = worker.STRATEGIES + worker.SUBSAMPLED
+  result = run_worker('select', str(out), *names)
   assert result.returncode == 0, result.stdout + result.stderr
   got = json.loads(out.read_text())
   experiments, data, state, trained = worker.first_round(
-      worker.STRATEGIES, worker.make_dataset())
+      names, worker.make_dataset())
   for strategy, exp in experiments.items():
     expected, _ = rounds.query_round(exp, data, trained, state)
     assert got[strategy] == np.asarray(expected).tolist(), strategy
