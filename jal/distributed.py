@@ -30,6 +30,7 @@ import socket
 import time
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from jal import errors
@@ -258,7 +259,6 @@ def gather(tree):
   """
   if jax.process_count() == 1:
     return jax.tree.map(lambda x: np.asarray(x)[None], tree)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   bools = jax.tree.map(lambda x: np.asarray(x).dtype == bool, tree)
   # Gloo reduces numbers; booleans travel as uint8.
   tree = jax.tree.map(lambda x: np.asarray(x).astype(np.uint8)
@@ -277,7 +277,6 @@ def broadcast(tree):
   """
   if jax.process_count() == 1:
     return tree
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   leaves, treedef = jax.tree.flatten(tree)
   impls = [jax.random.key_impl(x) if jax.dtypes.issubdtype(
       getattr(x, 'dtype', None), jax.dtypes.prng_key) else None
@@ -311,7 +310,6 @@ def broadcast_json(value):
 def barrier(name: str) -> None:
   """Waits until every process reaches `barrier(name)` (no-op for one)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
 
 

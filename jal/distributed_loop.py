@@ -104,11 +104,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   oracle = loop.simulated_oracle(config, dataset.pool_labels,
                                  dataset.num_classes)
   costs = oracles.label_costs(config.label_costs,
-                                   dataset.pool_labels.shape[0],
-                                   dataset.num_classes)
+                              dataset.pool_labels.shape[0],
+                              dataset.num_classes)
   true_labels = np.asarray(dataset.pool_labels)
+  config_text = workdir_lib.config_json(config)
+  distributed.check_replicated(
+      np.frombuffer(config_text.encode(), np.uint8), 'The config')
   writer = distributed.is_writer()
   template = loop.init_state(exp, data, None)
+  state, records = template, []
   if writer:
     config_text = workdir_lib.open_workdir(config, workdir)
     state, records = workdir_lib.restore(workdir, template, config_text)
@@ -117,11 +121,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                          workdir)
       workdir_lib.write_results(workdir, records)
       logging.info('Resuming %s after round %d.', workdir, len(records) - 1)
-  else:
-    config_text = workdir_lib.config_json(config)
-    state, records = template, []
-  distributed.check_replicated(
-      np.frombuffer(config_text.encode(), np.uint8), 'The config')
   state = distributed.broadcast(state)
   records = distributed.broadcast_json(records)
   if not records:
@@ -135,8 +134,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                               previous=records[-1] if records else None)
     record['stopped_by'] = stopping.fired(records + [record], config)
     records.append(record)
-    distributed.check_replicated((state.labeled_mask, state.labels),
-                                 f'The labeled set after round {record["round"]}')
+    distributed.check_replicated(
+        (state.labeled_mask, state.labels),
+        f'The labeled set after round {record["round"]}')
     if writer:
       workdir_lib.save_round(workdir, state, records, config_text)
     distributed.barrier(f'jal_round_{record["round"]}_saved')
