@@ -33,6 +33,7 @@ one (even at −inf), ties go to the lower index.
 
 import collections
 import functools
+import hashlib
 import json
 import mmap
 import os
@@ -643,6 +644,14 @@ def experiment_predict_chunk(exp, variables, needs=None
   `vmap` in this process (not spread over devices), so it also runs in
   each of many processes.
 
+  The values equal the in-memory ones to float32 rounding, not always bit
+  for bit: XLA on CPU may round a forward pass over another chunk shape
+  differently (~1 ulp; measured on digits with an MLP: chunks of ≤ 333 rows
+  differed from the in-memory chunks of 1000 in a third of the rows,
+  chunks of 500-2000 rows in none). A streamed selection can therefore
+  differ from the in-memory one only between points whose scores agree to
+  float32 rounding (exact duplicates kept their ties in every test).
+
   Args:
     exp: a `jal.rounds.Experiment`.
     variables: its trained variables (`Trained.variables`).
@@ -673,29 +682,97 @@ def experiment_predict_chunk(exp, variables, needs=None
   return jax.tree_util.Partial(_experiment_predict(exp, needs), variables)
 
 
+@functools.lru_cache(maxsize=None)
+def _experiment_embed(exp):
+  """`f(variables, x) -> [c, D]` embeddings, as `rounds.predictions`."""
+
+  def embed_chunk(variables, x):
+    _, embeddings = predict.predict(exp.model, exp.posterior.point(variables),
+                                    x, chunk_size=exp.config.eval_chunk)
+    return embeddings
+
+  return embed_chunk
+
+
+def experiment_embed_chunk(exp, variables) -> jax.tree_util.Partial:
+  """`embed_chunk(x) -> [c, D]`, the penultimate activations of a trained
+  experiment's point model (what `jal.rounds.predictions` gives as
+  `embeddings`), for `embed_to_npy`."""
+  return jax.tree_util.Partial(_experiment_embed(exp), variables)
+
+
+# Set-based strategies `streamed_query_round` runs over an embedding cache.
+STREAMED_SET_STRATEGIES = ('kcenter', 'kmeans')
+
+
+def _checksum(tree) -> str:
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(tree):
+    digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+  return digest.hexdigest()[:16]
+
+
 def streamed_query_round(exp, trained, state, source, query_size=None, *,
                          chunk_size: int = DEFAULT_CHUNK,
                          rows: Rows | None = None,
-                         gather: Callable[[Any], Any] | None = None):
-  """`jal.rounds.query_round` for a score-based strategy over a streamed pool.
+                         gather: Callable[[Any], Any] | None = None,
+                         embeddings_path: str | os.PathLike | None = None):
+  """`jal.rounds.query_round` over a streamed pool.
 
   Same keys as in memory (the round's query key, split as `query_round`
-  does), so it selects what `query_round` selects on the pool in memory.
+  does), so it selects what `query_round` selects on the pool in memory
+  (up to points whose scores or distances agree to float32 rounding, see
+  `experiment_predict_chunk`):
+  every score-based strategy (`streamed_select`), and `kcenter` and `kmeans`
+  over the round model's embeddings, first written chunk by chunk to
+  `embeddings_path` (`embed_to_npy`, resumable within the round; with many
+  processes give each its own path: it writes only its rows).
 
   Returns:
     selected [query_size] int32 global pool indices (the same in every
-    process) and the strategy state (unchanged: score strategies have none).
+    process) and the strategy state (unchanged: these strategies have none).
+
+  Raises:
+    ConfigError: a strategy that cannot be streamed, `kcenter` with
+      `pca_dim` > 0 (the PCA needs the whole pool), or no `embeddings_path`
+      for `kcenter` / `kmeans`.
   """
   # Imported here: jal.rounds pulls in training, models and data.
   from jal import rounds  # pylint: disable=g-import-not-at-top
-  check_streamable(exp.strategy)
+  query_size = query_size or exp.config.query_size
+  labeled_mask = np.asarray(state.labeled_mask)
   _, _, query_key = rounds.round_keys(state)
-  predict_key, _, _ = jax.random.split(query_key, 3)
-  selected = streamed_select(
-      exp.strategy, predict_key,
-      experiment_predict_chunk(exp, trained.variables), source,
-      np.asarray(state.labeled_mask), query_size or exp.config.query_size,
-      chunk_size=chunk_size, rows=rows, gather=gather)
+  predict_key, _, select_key = jax.random.split(query_key, 3)
+  name = exp.strategy.name
+  if name not in STREAMED_SET_STRATEGIES:
+    check_streamable(exp.strategy)
+    selected = streamed_select(
+        exp.strategy, predict_key,
+        experiment_predict_chunk(exp, trained.variables), source,
+        labeled_mask, query_size, chunk_size=chunk_size, rows=rows,
+        gather=gather)
+    return selected, state.strategy_state
+  if embeddings_path is None:
+    raise errors.ConfigError(
+        f'Streamed {name!r} needs embeddings_path, the .npy file to cache '
+        'the round\'s embeddings in (one per process).')
+  if exp.hparams.get('pca_dim'):
+    raise errors.ConfigError(
+        'config.hparams.kcenter.pca_dim > 0 cannot be streamed (the PCA '
+        'needs the whole pool); set it to 0.')
+  features = embed_to_npy(
+      experiment_embed_chunk(exp, trained.variables), source, embeddings_path,
+      chunk_size=chunk_size, rows=rows,
+      tag=f'round {int(state.round)} model {_checksum(trained.variables)}')
+  if name == 'kcenter':
+    selected = streamed_kcenter(features, labeled_mask, query_size,
+                                chunk_size=chunk_size, rows=rows,
+                                gather=gather)
+  else:
+    selected = streamed_kmeans_select(
+        select_key, features, labeled_mask, query_size,
+        num_iters=exp.hparams['num_iters'], chunk_size=chunk_size, rows=rows,
+        gather=gather)
   return selected, state.strategy_state
 
 
@@ -980,7 +1057,9 @@ def streamed_kcenter(features, labeled_mask, query_size: int, *,
   highest value, ties to the lower index. Distances use the formula and
   tiles of `jal.cluster`, so the picks equal
   `jal.acquisition.kcenter.kcenter_select(features, labeled_mask,
-  query_size)`.
+  query_size)` (bit for bit in every test: chunks of 64-1000 rows, D from 8
+  to 300, 1 and 3 processes; XLA could in principle round a tile of
+  another shape differently, as noted in `experiment_predict_chunk`).
 
   Args:
     features: [N, D] float source (e.g. `embed_to_npy`'s) or array.
