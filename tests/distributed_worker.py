@@ -9,12 +9,15 @@ every tested strategy with an untrained model (`first_round`); `run` runs an
 experiment (`make_config`: the first 301 digits) with `jal.distributed_loop`,
 and with KILL_AFTER_ROUND process 1 kills itself (SIGKILL) once that round is
 saved. Process 0 writes OUT.json.
-The config and dataset builders are shared with tests/test_distributed.py.
+The config and dataset builders, and `launch` / `run_worker` (the launcher
+run from a test), are shared by tests/test_distributed.py,
+tests/test_sharded.py and tests/test_distributed_loop.py.
 """
 
 import json
 import os
 import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -22,6 +25,31 @@ import numpy as np
 from jal import config as config_lib
 from jal import data as data_lib
 from jal import distributed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_LAUNCH = os.path.join(ROOT, 'experiments', 'launch.py')
+_WORKER = os.path.abspath(__file__)
+
+def launch(*args, num_processes=2, timeout=240):
+  """Runs the launcher with `args` after `--`; returns the CompletedProcess."""
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get('PYTHONPATH', ''))
+  for name in distributed.ENV_VARS:
+    env.pop(name, None)
+  cache = os.environ.get('JAL_TEST_COMPILATION_CACHE')  # tests/conftest.py
+  if cache:  # the workers share the session's compilation cache
+    env.update(JAX_COMPILATION_CACHE_DIR=cache,
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  return subprocess.run(
+      [sys.executable, _LAUNCH, f'--num_processes={num_processes}', '--',
+       *args], env=env, capture_output=True, text=True, timeout=timeout,
+      cwd=ROOT, check=False)
+
+
+def run_worker(*args, **kwargs):
+  return launch(sys.executable, _WORKER, *args, **kwargs)
+
 
 STRATEGIES = ('entropy', 'bald', 'kcenter', 'badge')
 # and with config.pool_subsample (`first_round`)
