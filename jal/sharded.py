@@ -6,9 +6,9 @@ the pool (`distributed.process_rows`). Small per-process results are
 exchanged with `distributed.gather`, so every process ends with the same
 selection, the one `jal.rounds.query_round` makes in one process:
 
-- score-based strategies (entropy, margin, bald, ...): `jal.stream`'s
-  streamed top-k over the shard, the k local candidates merged across
-  processes;
+- score-based strategies (entropy, margin, bald, ...): the shard's scores
+  from the predictions `rounds.predictions` makes in memory, its k best
+  candidates merged across processes (`jal.stream.merge_top_k`);
 - `kcenter`: `jal.stream.streamed_kcenter` over the shard's embeddings;
 - `badge`: k-means++ over the factorized gradient embeddings of
   `jal.acquisition.badge`, sharded here: each step every process updates
@@ -94,6 +94,24 @@ def best_offer(value, index, payload, gather: Callable[[Any], Any]):
           jax.tree.map(lambda x: x[winner], payloads))
 
 
+def shard_images(pool_images, rows: stream.Rows, chunk_size: int):
+  """This process's rows of the pool, padded (repeating its first row) to
+  at least min(chunk_size, N) rows.
+
+  The in-memory predictions run the model on chunks of min(chunk_size, N)
+  rows; padding the shard gives its chunks that same shape, so each row's
+  prediction is computed as in memory (the same kernels: a chunk of another
+  shape may round differently).
+  """
+  n = pool_images.shape[0]
+  images = np.asarray(pool_images[rows.start:rows.stop])
+  size = max(rows.stop - rows.start, min(chunk_size, n))
+  if size > images.shape[0]:
+    images = np.concatenate([images, np.repeat(
+        images[:1], size - images.shape[0], axis=0)])
+  return jnp.asarray(images)
+
+
 @functools.partial(jax.jit, static_argnames=('exp',))
 def _point_predictions(exp, variables, images):
   """log_probs [n, C] and embeddings [n, D] of rows, as `rounds.predictions`
@@ -106,8 +124,68 @@ def _point_predictions(exp, variables, images):
 
 def shard_predictions(exp, trained, pool_images, rows: stream.Rows):
   """([n, C] log_probs, [n, D] embeddings) of this process's `rows`."""
-  images = jnp.asarray(np.asarray(pool_images[rows.start:rows.stop]))
-  return _point_predictions(exp, trained.variables, images)
+  images = shard_images(pool_images, rows, exp.config.eval_chunk)
+  log_probs, embeddings = _point_predictions(exp, trained.variables, images)
+  size = rows.stop - rows.start
+  return log_probs[:size], embeddings[:size]
+
+
+@functools.partial(jax.jit, static_argnames=('exp', 'k'))
+def _shard_candidates(exp, key, trained, images, excluded, start, size, k):
+  """This shard's k best (ranking keys, global indices), best first.
+
+  The strategy's score of every row, from the predictions
+  `rounds.predictions` makes for the whole pool in memory (same key), ranked
+  as `top_k_unlabeled_first` ranks them; padded rows are never candidates.
+  """
+  inputs = rounds.predictions(exp, key, trained, images, excluded,
+                              exp.strategy.needs)
+  keys = stream.ranking_keys(exp.strategy.score(inputs), excluded)
+  position = jnp.arange(images.shape[0])
+  keys = jnp.where(position < size, keys, -jnp.inf)
+  best, order = jax.lax.top_k(keys, k)
+  return best, jnp.where(order < size, order + start,
+                         stream.PAD_INDEX).astype(jnp.int32)
+
+
+def score_select(exp, key, trained, pool_images, excluded: np.ndarray,
+                 rows: stream.Rows, query_size: int,
+                 gather: Callable[[Any], Any] = distributed.gather
+                 ) -> np.ndarray:
+  """A score-based strategy's top-k with the pool's rows over processes.
+
+  Args:
+    exp: the experiment (its strategy has a `score`).
+    key: the round's prediction key (as `rounds.query_round` splits it).
+    trained: the round's `rounds.Trained` model.
+    pool_images: [N, ...] the pool (this process reads its rows).
+    excluded: [N] bool, the points the strategy may not pick (labeled, or
+      outside `config.pool_subsample`'s draw).
+    rows: this process's rows.
+    query_size: b.
+    gather: the cross-process exchange.
+
+  Returns:
+    [query_size] int32 global indices, best first, the same in every
+    process: those of `top_k_unlabeled_first` on the in-memory scores.
+  """
+  images = shard_images(pool_images, rows, exp.config.eval_chunk)
+  padded = np.ones((images.shape[0],), bool)
+  padded[:rows.stop - rows.start] = excluded[rows.start:rows.stop]
+  k = min(query_size, images.shape[0])
+  best, indices = _shard_candidates(
+      exp, key, trained, images, jnp.asarray(padded), np.int32(rows.start),
+      np.int32(rows.stop - rows.start), k)
+  best = np.concatenate([np.asarray(best), np.full(query_size - k, -np.inf,
+                                                   np.float32)])
+  indices = np.concatenate([np.asarray(indices), np.full(
+      query_size - k, stream.PAD_INDEX, np.int32)])
+  all_best, all_indices = gather((best.astype(np.float32), indices))
+  merged = (all_best[0], all_indices[0])
+  for p in range(1, all_best.shape[0]):
+    merged = stream.merge_top_k(*merged, all_best[p], all_indices[p],
+                                query_size)
+  return np.asarray(merged[1], np.int32)
 
 
 class OffsetSource:
@@ -234,14 +312,11 @@ def query_round(exp, data, trained, state, query_size: int | None = None):
   # round's draw: what the strategy sees as labeled in memory too.
   mask = np.asarray(rounds.query_mask(exp, state))
   name = exp.strategy.name
-  if name not in SET_STRATEGIES:
-    return stream.streamed_query_round(
-        exp, trained, state._replace(labeled_mask=jnp.asarray(mask)),
-        stream.ArraySource(data.pool_images), query_size,
-        chunk_size=exp.config.eval_chunk, rows=rows,
-        gather=distributed.gather)
   _, _, query_key = rounds.round_keys(state)
-  _, _, select_key = jax.random.split(query_key, 3)
+  predict_key, _, select_key = jax.random.split(query_key, 3)
+  if name not in SET_STRATEGIES:
+    return (score_select(exp, predict_key, trained, data.pool_images, mask,
+                         rows, query_size), state.strategy_state)
   log_probs, embeddings = shard_predictions(exp, trained, data.pool_images,
                                             rows)
   if name == 'badge':

@@ -52,8 +52,9 @@ def run_worker(*args, **kwargs):
 
 
 STRATEGIES = ('entropy', 'bald', 'kcenter', 'badge')
-# and with config.pool_subsample (`first_round`)
-SUBSAMPLED = ('entropy+subsample', 'bald+subsample')
+# and with config.pool_subsample, or eval_chunk above a shard's rows
+# (`first_round`)
+VARIANTS = ('entropy+subsample', 'bald+subsample', 'badge+wide')
 
 
 def make_dataset() -> data_lib.Dataset:
@@ -146,6 +147,8 @@ def first_round(strategies, dataset):
     config = make_config(name.split('+')[0])
     if name.endswith('+subsample'):
       config.pool_subsample = 100  # scores a random 100 unlabeled points
+    if name.endswith('+wide'):
+      config.eval_chunk = 256  # chunks wider than a shard (151 rows)
     experiments[name] = loop.setup(config, dataset)[0]
   return experiments, data, state, model
 
@@ -153,7 +156,7 @@ def first_round(strategies, dataset):
 def select(out: str, *strategies: str) -> None:
   from jal import sharded  # pylint: disable=g-import-not-at-top
   experiments, data, state, trained = first_round(
-      strategies or STRATEGIES + SUBSAMPLED, make_dataset())
+      strategies or STRATEGIES + VARIANTS, make_dataset())
   distributed.check_replicated(trained.variables, 'the model')
   _write(out, {s: np.asarray(sharded.query_round(
       exp, data, trained, state)[0]).tolist()
