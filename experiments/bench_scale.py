@@ -1,4 +1,4 @@
-"""Selection over large pools: in memory vs streamed from disk, speed and memory.
+"""Selection over large pools, in memory vs streamed from disk: speed, memory.
 
 Writes its own synthetic pools under `--workdir` (standard-normal float32
 features [N, D], `.npy` files written chunk by chunk and reused by later

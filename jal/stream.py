@@ -12,9 +12,16 @@ an array already in memory. Selection then reads the pool chunk by chunk:
   on predictions computed chunk by chunk (`predict_chunk`), e.g. from a
   trained experiment (`experiment_predict_chunk`, the values
   `jal.rounds.predictions` gives in memory);
-- `embed_to_npy`: an [N, D] embedding cache written chunk by chunk;
+- `embed_to_npy`: an [N, D] embedding cache written chunk by chunk,
+  resumable (`experiment_embed_chunk` gives a trained model's embeddings);
 - `streamed_kcenter`, `streamed_kmeans`, `streamed_kmeans_select`:
-  k-center and k-means over features on disk.
+  k-center and k-means over features on disk;
+- `streamed_query_round`: `jal.rounds.query_round` over a streamed pool, for
+  the score-based strategies, `kcenter` and `kmeans`.
+
+Memory: one chunk being read, at most two in flight on the device, the k
+candidates; k-center and k-means add [N_local] distances and the labeled
+points' features (L × D) or the k centres.
 
 Every chunk has the same shape (the last is padded; padded rows are never
 selected), so each jitted step compiles once per call.

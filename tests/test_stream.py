@@ -498,7 +498,7 @@ def test_streamed_kcenter_equals_kcenter_select(tmp_path, n, d, num_labeled,
 @pytest.mark.parametrize('spread', [0.0, 10.0])
 def test_streamed_kmeans_select_matches_kmeans_select(spread):
   """One process: the seeds, centres and picks equal the in-memory ones
-  (the chunk sums even round alike). Three processes add their sums in
+  (the chunk sums even round alike). Two processes add their sums in
   another order: centres within 1e-5, picks equal on separated data."""
   n, d, k = 300, 8, 8
   x, labeled = _features_with_duplicates(n, d, 40, seed=1, spread=spread)
@@ -514,7 +514,7 @@ def test_streamed_kmeans_select_matches_kmeans_select(spread):
   got = stream.streamed_kmeans_select(key, x, labeled, k, num_iters=5,
                                       chunk_size=97)
   np.testing.assert_array_equal(got, want)
-  results = ThreadProcesses(3).run(
+  results = ThreadProcesses(2).run(
       lambda rows, gather: (
           stream.streamed_kmeans(key, x, weights, k, num_iters=5,
                                  chunk_size=97, rows=rows, gather=gather),
