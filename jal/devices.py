@@ -1,9 +1,11 @@
 """Spreading a leading axis (MC passes, ensemble members) over all devices.
 
 `map_sharded` is `vmap` whose mapped axis is split over a 1-D mesh of
-`jax.devices()` with `jax.shard_map`, padded up to a multiple of the device
-count. One device is the same code with a mesh of one, and results do not
-depend on the number of devices.
+this process's devices (`jax.local_devices()`) with `jax.shard_map`, padded
+up to a multiple of the device count. One device is the same code with a mesh
+of one, and results do not depend on the number of devices. In a
+multi-process run (`jal.distributed`) each process holds the whole model and
+spreads its passes over its own devices only.
 """
 
 from collections.abc import Callable
@@ -19,8 +21,8 @@ AXIS = 'samples'
 
 
 def device_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over all devices, its axis named `AXIS`."""
-  return jax.sharding.Mesh(np.asarray(jax.devices()), (AXIS,))
+  """A 1-D mesh over this process's devices, its axis named `AXIS`."""
+  return jax.sharding.Mesh(np.asarray(jax.local_devices()), (AXIS,))
 
 
 def map_sharded(fn: Callable[..., jax.Array], sharded, replicated,
