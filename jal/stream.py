@@ -747,7 +747,8 @@ def streamed_query_round(exp, trained, state, source, query_size=None, *,
   # Imported here: jal.rounds pulls in training, models and data.
   from jal import rounds  # pylint: disable=g-import-not-at-top
   query_size = query_size or exp.config.query_size
-  labeled_mask = np.asarray(state.labeled_mask)
+  # With config.pool_subsample, the round's random draw is all it may pick.
+  labeled_mask = np.asarray(rounds.query_mask(exp, state))
   _, _, query_key = rounds.round_keys(state)
   predict_key, _, select_key = jax.random.split(query_key, 3)
   name = exp.strategy.name
