@@ -19,7 +19,9 @@ excluded: streamed cases first run once on the pool's first chunk, which
 compiles the per-chunk steps and the exchanges), selection and compilation
 seconds, the pool file's size, the
 peak RSS and the runtime's RSS before the pool is touched, and whether the
-streamed picks equal the in-memory ones when both ran.
+streamed picks are the in-memory ones when both ran: the same set, and in
+the same order (near-tied scores may swap, as float32 rounding differs with
+the chunk shape).
 
   python experiments/bench_scale.py --workdir=/tmp/scale               # full
   python experiments/bench_scale.py --workdir=/tmp/scale --sizes=1e4 \
@@ -309,10 +311,13 @@ def main(argv):
       memory = os.path.join(_WORKDIR.value, 'results',
                             f'{strategy}_memory_{n}.picks.npy')
       if f'{strategy}:memory:{n}' in cases and os.path.exists(memory):
-        same = np.array_equal(
-            np.load(memory), np.load(os.path.join(
-                _WORKDIR.value, 'results', f'{strategy}_stream_{n}.picks.npy')))
-        line += f'  same picks as in memory: {"yes" if same else "NO"}'
+        want, got = np.load(memory), np.load(os.path.join(
+            _WORKDIR.value, 'results', f'{strategy}_stream_{n}.picks.npy'))
+        # Near-tied scores may come out in another order (float32 rounding
+        # differs with the chunk shape); the batch is a set.
+        line += (f'  picks as in memory: set '
+                 f'{"same" if set(want) == set(got) else "DIFFERENT"}, '
+                 f'order {"same" if np.array_equal(want, got) else "differs"}')
     print(line, flush=True)
 
 
