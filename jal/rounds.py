@@ -396,8 +396,11 @@ def query_mask(exp: Experiment, state: ALState) -> jax.Array:
 
 
 def _query_inputs(exp: Experiment, data: Data, trained: Trained,
-                  state: ALState, excluded: jax.Array):
-  """The strategy's inputs and its (init, select) keys for this round."""
+                  state: ALState, excluded: jax.Array | None = None):
+  """The strategy's inputs and its (init, select) keys for this round;
+  `excluded` defaults to `query_mask(exp, state)`."""
+  if excluded is None:
+    excluded = query_mask(exp, state)
   _, _, query_key = round_keys(state)
   predict_key, init_key, select_key = jax.random.split(query_key, 3)
   inputs = predictions(exp, predict_key, trained, data.pool_images,
@@ -446,8 +449,7 @@ def initial_strategy_state(exp: Experiment, data: Data, state: ALState):
   def first_state():
     # The objective's parameters are shaped by its init: trace it too.
     trained = untrained(exp, data, jax.random.key(0))
-    inputs, init_key, _ = _query_inputs(exp, data, trained, state,
-                                        query_mask(exp, state))
+    inputs, init_key, _ = _query_inputs(exp, data, trained, state)
     return exp.strategy.init(init_key, inputs, state.labeled_mask,
                              **exp.hparams)
 
