@@ -296,6 +296,16 @@ def test_streamed_query_round_equals_query_round(trained_digits):
     got, _ = stream.streamed_query_round(exp, trained, state, source, 150,
                                          chunk_size=97)
     np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
+  # A query on a random part of the pool (Gal et al.'s subsample) too.
+  subsampled = config.copy_and_resolve_references()
+  subsampled.pool_subsample = 300
+  exp = rounds.make_experiment(subsampled, dataset.pool_images.shape[1:],
+                               dataset.num_classes,
+                               strategy=acquisition.get('bald'))
+  want, _ = rounds.query_round(exp, data, trained, state, 50)
+  got, _ = stream.streamed_query_round(exp, trained, state, source, 50,
+                                       chunk_size=97)
+  np.testing.assert_array_equal(got, np.asarray(want))
 
 
 def test_experiment_predict_chunk_gives_the_rows_of_rounds_predictions(
