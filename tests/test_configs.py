@@ -7,6 +7,8 @@ import pytest
 
 from jal import config as config_lib
 from jal import errors
+from jal.cameratrap import pipeline
+from jal.cameratrap import study as cameratrap_study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
@@ -16,6 +18,10 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
 def test_config_file_is_valid(path):
   config = config_lib.from_file(path)
   experiment = config.base if 'base' in config else config
+  if 'embedding_loss' in experiment:  # the camera-trap pipeline's study
+    assert set(experiment) == set(pipeline.default())
+    cameratrap_study.check(config)
+    return
   assert set(experiment) == set(config_lib.default())
   config_lib.validate(experiment)
 
