@@ -59,7 +59,10 @@ def fit_head(key: jax.Array, features: jax.Array, labels: jax.Array,
   init_key, fit_key = jax.random.split(key)
   variables = net.init(init_key, features.shape[1:])
   tx = optax.adam(learning_rate)
-  row_logits = jnp.where(mask, 0.0, -jnp.inf)
+  # The labeled rows first, in index order; a step draws positions below
+  # their count.
+  labeled_rows = jnp.argsort(~mask, stable=True)
+  count = jnp.sum(mask, dtype=jnp.int32)
 
   def loss(params, rows):
     logits = net.apply(variables._replace(params=params), features[rows]).logits
@@ -67,8 +70,9 @@ def fit_head(key: jax.Array, features: jax.Array, labels: jax.Array,
 
   def step(i, carry):
     params, opt_state = carry
-    rows = jax.random.categorical(jax.random.fold_in(fit_key, i), row_logits,
-                                  shape=(batch_size,))
+    positions = jax.random.randint(jax.random.fold_in(fit_key, i),
+                                   (batch_size,), 0, count)
+    rows = labeled_rows[positions]
     updates, opt_state = tx.update(jax.grad(loss)(params, rows), opt_state,
                                    params)
     return optax.apply_updates(params, updates), opt_state

@@ -37,8 +37,11 @@ class Split(NamedTuple):
     pool_images: [P, H, W, C] the target classes' training images and empty
       frames, shuffled together.
     pool_labels: [P] int32: the target class in [0, T), or T for an empty
-      frame (`empty_label`).
-    test_images: [M, H, W, C] the target classes' test images (no empties).
+      frame (`empty_label`); -1 throughout for a pool whose labels nobody
+      knows yet (a practitioner's own frames, labeled through
+      `pipeline.Campaign`).
+    test_images: [M, H, W, C] the target classes' test images (no empties);
+      M may be 0.
     test_labels: [M] int32 in [0, T).
     num_target_classes: T.
   """

@@ -21,6 +21,14 @@ embedder, records; `features.npz`: the cached features and the embedder
 version they belong to; `prepared.npz`: the detector's decisions and the
 pre-trained embedder), so a campaign killed anywhere, a fine-tune included,
 resumes exactly. `run` drives a campaign with the true labels as the oracle.
+
+On one's own frames: build a `frames.Split` from the arrays (the source side
+with its labels; the pool with labels -1; a labeled test set, or none), then
+
+  campaign = Campaign.create(workdir, config, split)
+  rows = campaign.ask()                      # kept-pool rows to label
+  images = split.pool_images[campaign.pool_rows(rows)]
+  campaign.tell(rows, answers)               # 0..T-1, or T for empty
 """
 
 import json
@@ -172,7 +180,9 @@ def prepare(config, split: frames.Split) -> tuple[Prepared, dict]:
       detector, classifier.standardize(split.pool_images, mean, std),
       chunk_size=config.chunk_size))
   detected = prob >= config.detector_threshold
-  stats = classifier.detection_stats(split.pool_is_animal, detected)
+  # A practitioner's pool arrives without labels (-1): no figures then.
+  stats = (classifier.detection_stats(split.pool_is_animal, detected)
+           if np.all(split.pool_labels >= 0) else {})
   stats.update(threshold=config.detector_threshold,
                kept=int(detected.sum()))
   kept = np.flatnonzero(detected).astype(np.int32)
@@ -515,12 +525,15 @@ class Campaign:
     test_labels = self.split.test_labels
     recalls = [np.mean(predicted[test_labels == c] == c)
                for c in np.unique(test_labels)]
+    # Without a test set (a practitioner's own pool) the accuracies are NaN.
+    accuracy = (float(np.mean(predicted == test_labels)) if test_labels.size
+                else float('nan'))
     labeled = np.asarray(self.state.labeled_mask)
     batch = np.asarray(self.state.batch)
     record = dict(
         round=len(self.records), num_labeled=int(labeled.sum()),
-        test_accuracy=float(np.mean(predicted == test_labels)),
-        test_balanced_accuracy=float(np.mean(recalls)),
+        test_accuracy=accuracy,
+        test_balanced_accuracy=float(np.mean(recalls)) if recalls else accuracy,
         finetuned=finetuned, embedder_version=int(self.state.version),
         num_empty_labeled=int(np.sum(
             np.asarray(self.state.labels)[labeled] == self.num_classes - 1)),

@@ -202,3 +202,19 @@ def test_another_config_in_the_workdir_is_refused(tmp_path, reference, split,
   with pytest.raises(errors.CheckpointError, match='different config'):
     pipeline.Campaign.create(reference_dir, small_config(query_size=10),
                              split, prepared)
+
+
+def test_a_person_labeling_an_unlabeled_pool_gets_the_simulated_campaign(
+    tmp_path, reference, split):
+  reference_dir, _ = reference
+  hidden = split.pool_labels
+  unlabeled = split._replace(pool_labels=np.full_like(hidden, -1))
+  config = small_config()
+  prepared, stats = pipeline.prepare(config, unlabeled)
+  assert set(stats) == {'threshold', 'kept'}
+  campaign = pipeline.Campaign.create(str(tmp_path), config, unlabeled,
+                                      (prepared, stats))
+  while (rows := campaign.ask()).size:
+    campaign.tell(rows, hidden[campaign.pool_rows(rows)])  # the person
+  assert _without_seconds(campaign.records) == _without_seconds(
+      _final(reference_dir))
