@@ -234,14 +234,14 @@ def write(bench: ml_collections.ConfigDict, workdir: str) -> str:
             'empties kept |', '|---|---|---|---|---|---|---|']
   for loss in losses:
     for seed in bench.seeds:
-      path = os.path.join(workdir, 'prepared', f'{loss}_seed{seed}.npz')
-      if not os.path.exists(path):
+      summaries = [os.path.join(workdir, cell.path, 'summary.json')
+                   for cell in cells(bench) if cell.seed == seed and
+                   cell.dataset == f'{base.dataset}-{loss}']
+      found = [p for p in summaries if os.path.exists(p)]
+      if not found:
         continue
-      with np.load(path) as data:
-        detector = json.loads(data['.records'].tobytes().decode())[0] if (
-            '.records' in data.files) else None
-      if detector is None:
-        continue
+      with open(found[0]) as f:
+        detector = json.load(f)['detector']
       lines.append(
           f'| {loss} | {seed} | {detector["accuracy"]:.4f} | '
           f'{detector["precision"]:.4f} | {detector["recall"]:.4f} | '
@@ -298,15 +298,17 @@ def write(bench: ml_collections.ConfigDict, workdir: str) -> str:
 
   lines += ['## Paired comparisons (test accuracy, seeds paired)', '']
   pairs = []
-  if len(losses) > 1:
-    for strategy in bench.grid[losses[0]]:
-      if (losses[1], strategy) in curves and (losses[0], strategy) in curves:
-        pairs.append(((losses[0], strategy), (losses[1], strategy)))
-  first = losses[0]
-  for strategy in bench.grid[first]:
-    if strategy != 'kcenter' and (first, 'kcenter') in curves and (
-        first, strategy) in curves:
-      pairs.append(((first, 'kcenter'), (first, strategy)))
+  # The seed's loss first: triplet minus cross-entropy on each strategy.
+  ordered = sorted(losses, key=lambda loss: loss != 'triplet')
+  for other in ordered[1:]:
+    for strategy in bench.grid[ordered[0]]:
+      if (ordered[0], strategy) in curves and (other, strategy) in curves:
+        pairs.append(((ordered[0], strategy), (other, strategy)))
+  for loss in ordered:
+    for strategy in bench.grid[loss]:
+      if strategy != 'kcenter' and (loss, 'kcenter') in curves and (
+          loss, strategy) in curves:
+        pairs.append(((loss, 'kcenter'), (loss, strategy)))
   lines += ['| A | B | labels | mean A − B | p (A > B) | p (A < B) |',
             '|---|---|---|---|---|---|']
   for a, b in pairs:
@@ -325,27 +327,32 @@ def write(bench: ml_collections.ConfigDict, workdir: str) -> str:
             'Target: the head trained on every kept pool frame\'s label with '
             'the pre-trained embedder (per seed). Reduction: 1 − labels / '
             'kept pool frames.', '',
-            '| loss | strategy | full-data head | full data, embedder '
-            'fine-tuned | labels to reach (per seed) | reduction |',
-            '|---|---|---|---|---|---|']
+            '| loss | strategy | full-data head | labels to reach it (per '
+            'seed) | reduction | full data, embedder fine-tuned | labels to '
+            'reach that |', '|---|---|---|---|---|---|---|']
   for (loss, strategy), by_seed in curves.items():
     references = _references(workdir, loss, by_seed)
-    reached, reductions = [], []
+    reached = {'head': [], 'finetuned': []}
+    reductions = []
     for seed, recs in by_seed.items():
       if seed not in references:
         continue
-      count = stats.labels_to_reach([r['num_labeled'] for r in recs],
-                                    [r['test_accuracy'] for r in recs],
-                                    references[seed]['head'])
-      reached.append(count)
-      if count is not None:
-        reductions.append(1 - count / references[seed]['num_kept'])
+      for name, found in reached.items():
+        found.append(stats.labels_to_reach(
+            [r['num_labeled'] for r in recs],
+            [r['test_accuracy'] for r in recs], references[seed][name]))
+      if reached['head'][-1] is not None:
+        reductions.append(1 - reached['head'][-1] /
+                          references[seed]['num_kept'])
+    shown = {name: ', '.join('> budget' if c is None else str(c)
+                             for c in found)
+             for name, found in reached.items()}
     lines.append(
         f'| {loss} | {strategy} | '
         f'{_fmt([r["head"] for r in references.values()])} | '
+        f'{shown["head"]} | {_fmt(reductions) if reductions else "–"} | '
         f'{_fmt([r["finetuned"] for r in references.values()])} | '
-        f'{", ".join("> budget" if c is None else str(c) for c in reached)} '
-        f'| {_fmt(reductions) if reductions else "–"} |')
+        f'{shown["finetuned"]} |')
   lines.append('')
   lines.append(f'![curves]({FIGURE})')
   text = '\n'.join(lines) + '\n'

@@ -37,6 +37,7 @@ def test_study_runs_every_cell_and_both_reports_read_it(tmp_path):
   assert sum('training the detector' in line for line in lines) == 2
   text = study.write(bench, workdir)
   assert '| cross_entropy | kcenter |' in text
+  assert '| cross_entropy | 1 | 0.' in text  # the detector's row of seed 1
   assert 'Labels to reach the full-data head' in text
   assert os.path.exists(os.path.join(workdir, study.FIGURE))
   with open(report.write(workdir, targets=[0.5])) as f:
