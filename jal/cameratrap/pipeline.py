@@ -31,6 +31,7 @@ with its labels; the pool with labels -1; a labeled test set, or none), then
   campaign.tell(rows, answers)               # 0..T-1, or T for empty
 """
 
+import io
 import json
 import os
 import time
@@ -209,15 +210,32 @@ def prepare(config, split: frames.Split) -> tuple[Prepared, dict]:
   return Prepared(kept, params, mean, std), stats
 
 
-def save_prepared(path: str, prepared: Prepared, stats: dict,
-                  fingerprint: str) -> None:
-  checkpoint.save(path, prepared, [stats], fingerprint)
+def save_prepared(path: str, config, prepared: Prepared, stats: dict) -> None:
+  """Writes `prepare`'s result (and the detector's figures) atomically."""
+  checkpoint.save(path, prepared, [stats], prepared_fingerprint(config))
 
 
-def load_prepared(path: str, like: Prepared, fingerprint: str
+def load_prepared(path: str, config, split: frames.Split
                   ) -> tuple[Prepared, dict]:
-  tree, records = checkpoint.restore(path, like, fingerprint)
-  return jax.tree.map(np.asarray, tree), records[0]
+  """`save_prepared`'s file, checked against the config and the pool.
+
+  Raises:
+    CheckpointError: the file was written for another config or pool, or
+      is damaged.
+  """
+  with np.load(path) as data:
+    num_kept = data['.kept'].shape[0] if '.kept' in data.files else 0
+  tree, records = checkpoint.restore(
+      path, prepared_like(config, split, num_kept),
+      prepared_fingerprint(config))
+  prepared = jax.tree.map(np.asarray, tree)
+  if num_kept and prepared.kept.max() >= len(split.pool_images):
+    raise errors.CheckpointError(
+        f'{path} keeps pool row {prepared.kept.max()}, but the pool has '
+        f'{len(split.pool_images)} frames: it was prepared for another pool. '
+        'Pass the same frames as when the campaign was created, or use a new '
+        'work directory.')
+  return prepared, records[0]
 
 
 def prepared_like(config, split: frames.Split, num_kept: int) -> Prepared:
@@ -263,7 +281,7 @@ class State(NamedTuple):
 
 
 class Campaign:
-  """The pipeline on one work directory; create with `create` or `open`."""
+  """The pipeline on one work directory; create or reopen with `create`."""
 
   def __init__(self, workdir, config, config_text, split, prepared, stats,
                state, records):
@@ -307,17 +325,12 @@ class Campaign:
           config.source_classes, config.target_classes, config.empty_share,
           config.seed)
     path = os.path.join(workdir, PREPARED)
-    fingerprint = prepared_fingerprint(config)
     if os.path.exists(path):
-      with np.load(path) as data:
-        num_kept = next(data[k].shape[0] for k in data.files
-                        if k.startswith('.kept'))
-      prepared = load_prepared(
-          path, prepared_like(config, split, num_kept), fingerprint)
+      prepared = load_prepared(path, config, split)
     else:
       if prepared is None:
         prepared = prepare(config, split)
-      save_prepared(path, *prepared, fingerprint)
+      save_prepared(path, config, *prepared)
     prepared, stats = prepared
     num_kept = prepared.kept.size
     width = max(config.initial_size, config.query_size)
@@ -353,7 +366,6 @@ class Campaign:
     return features
 
   def _save_features(self, features, version: int) -> None:
-    import io  # pylint: disable=g-import-not-at-top
     buffer = io.BytesIO()
     np.savez(buffer, pool=np.asarray(features[0]),
              test=np.asarray(features[1]), version=np.int32(version))

@@ -126,16 +126,12 @@ def _prepared(bench, loss, seed, split, workdir, log):
   """`pipeline.prepare` for (seed, loss), computed once and cached."""
   config = cell_config(bench, loss, bench.grid[loss][0], seed)
   path = os.path.join(workdir, 'prepared', f'{loss}_seed{seed}.npz')
-  fingerprint = pipeline.prepared_fingerprint(config)
   if os.path.exists(path):
-    with np.load(path) as data:
-      num_kept = data['.kept'].shape[0]
-    return pipeline.load_prepared(
-        path, pipeline.prepared_like(config, split, num_kept), fingerprint)
+    return pipeline.load_prepared(path, config, split)
   log(f'seed {seed}, {loss}: training the detector and the embedder')
   prepared = pipeline.prepare(config, split)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  pipeline.save_prepared(path, *prepared, fingerprint)
+  pipeline.save_prepared(path, config, *prepared)
   return prepared
 
 

@@ -218,3 +218,12 @@ def test_a_person_labeling_an_unlabeled_pool_gets_the_simulated_campaign(
     campaign.tell(rows, hidden[campaign.pool_rows(rows)])  # the person
   assert _without_seconds(campaign.records) == _without_seconds(
       _final(reference_dir))
+
+
+def test_reopening_with_another_pool_is_refused(tmp_path, split, prepared):
+  workdir = str(tmp_path)
+  pipeline.Campaign.create(workdir, small_config(), split, prepared)
+  smaller = split._replace(pool_images=split.pool_images[:100],
+                           pool_labels=split.pool_labels[:100])
+  with pytest.raises(errors.CheckpointError, match='another pool'):
+    pipeline.Campaign.create(workdir, small_config(), smaller)
