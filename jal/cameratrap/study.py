@@ -244,8 +244,14 @@ def write(bench: ml_collections.ConfigDict, workdir: str) -> str:
           f'{detector["kept"]} | {detector["empty_as_animal"]} |')
   lines.append('')
 
+  # Early: the last count before the first fine-tune (the pre-trained
+  # features alone); the paired comparisons add half the budget and the
+  # budget, and the AUBC.
+  every = base.finetune_every or base.budget
+  early = max(base.initial_size, (base.initial_size // every + 1) * every -
+              base.query_size)
   lines += ['## Accuracy by labels (mean ± std over seeds)', '']
-  checkpoints = sorted({base.initial_size, base.budget} | {
+  checkpoints = sorted({base.initial_size, early, base.budget} | {
       k * base.finetune_every for k in range(
           1, base.budget // max(base.finetune_every, 1) + 1)} if
       base.finetune_every else {base.initial_size, base.budget})
@@ -305,16 +311,30 @@ def write(bench: ml_collections.ConfigDict, workdir: str) -> str:
       if strategy != 'kcenter' and (loss, 'kcenter') in curves and (
           loss, strategy) in curves:
         pairs.append(((loss, 'kcenter'), (loss, strategy)))
-  lines += ['| A | B | labels | mean A − B | p (A > B) | p (A < B) |',
+  counts = sorted({early, base.budget // 2, base.budget})
+  lines += ['Accuracy differences at ' + ', '.join(map(str, counts)) +
+            ' labels (the first before any fine-tune), and of the AUBC; '
+            'one-sided paired t-tests over seeds.', '',
+            '| A | B | at | mean A − B | p (A > B) | p (A < B) |',
             '|---|---|---|---|---|---|']
+  aubcs = {key: {s: runs_lib.read_run(
+      study_lib.Cell(f'{base.dataset}-{key[0]}', key[1], s),
+      os.path.join(workdir, study_lib.Cell(f'{base.dataset}-{key[0]}',
+                                           key[1], s).path)).aubc
+                 for s in by_seed} for key, by_seed in curves.items()}
+
+  def at_count(runs, count):
+    return {s: next((r['test_accuracy'] for r in recs
+                     if r['num_labeled'] >= count), None)
+            for s, recs in runs.items()}
+
   for a, b in pairs:
-    for count in (checkpoints[0], checkpoints[len(checkpoints) // 2],
-                  checkpoints[-1]):
-      at_count = lambda runs: {s: next((r['test_accuracy'] for r in recs
-                                        if r['num_labeled'] >= count), None)
-                               for s, recs in runs.items()}
-      test = stats.paired_test(at_count(curves[a]), at_count(curves[b]))
-      lines.append(f'| {" ".join(a)} | {" ".join(b)} | {count} | '
+    rows = [(str(c), stats.paired_test(at_count(curves[a], c),
+                                       at_count(curves[b], c)))
+            for c in counts]
+    rows.append(('AUBC', stats.paired_test(aubcs[a], aubcs[b])))
+    for at, test in rows:
+      lines.append(f'| {" ".join(a)} | {" ".join(b)} | {at} | '
                    f'{test.mean_difference:+.4f} | {test.p_better:.3f} | '
                    f'{test.p_worse:.3f} |')
   lines.append('')
