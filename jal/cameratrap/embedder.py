@@ -184,8 +184,8 @@ def embed(params: Params, images: jax.Array, *, chunk_size: int) -> jax.Array:
   """
   net = network(params.head['w'].shape[0])
   return chunking.map_rows(
-      lambda x: triplet.l2_normalize(net.apply(params.variables, x).embedding), [images],
-      chunk_size)
+      lambda x: triplet.l2_normalize(net.apply(params.variables, x).embedding),
+      [images], chunk_size)
 
 
 def check_loss(loss: str) -> None:

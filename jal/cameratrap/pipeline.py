@@ -419,13 +419,15 @@ class Campaign:
     return np.sort(np.asarray(order[:self.config.initial_size]))
 
   def _query(self, size: int) -> jax.Array:
-    round_ = len(self.records)
-    pool_features, _ = self._features
-    inputs = dict(embeddings=pool_features, log_probs=self._pool_log_probs()[None])
     strategy = acquisition.get(self.config.strategy)
-    inputs = {name: inputs[name] for name in strategy.needs}
-    return acquisition.query(strategy, _key(self.config, _QUERY, round_),
-                             inputs, self.state.labeled_mask, size)
+    inputs = {}
+    if 'embeddings' in strategy.needs:
+      inputs['embeddings'] = self._features[0]
+    if 'log_probs' in strategy.needs:  # only these need the head's output
+      inputs['log_probs'] = self._pool_log_probs()[None]
+    return acquisition.query(
+        strategy, _key(self.config, _QUERY, len(self.records)), inputs,
+        self.state.labeled_mask, size)
 
   def tell(self, rows, labels) -> dict | None:
     """Records answers for rows of the open batch.
